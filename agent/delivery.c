@@ -1,0 +1,810 @@
+/*
+ * delivery.c - the per-sink delivery loop. See delivery.h for the
+ * guarantees; docs/ARCHITECTURE.md for the reasoning.
+ */
+#include "delivery.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cursor.h"
+#include "log.h"
+#include "spool_reader.h"
+
+#define DEFAULT_BATCH_RECORDS 4096u
+#define DEFAULT_BATCH_BYTES (4u * 1024u * 1024u)
+#define ARENA_CHUNK (1u * 1024u * 1024u)
+
+/* ---- a bump allocator for one batch's decoded records ---------------- */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} arena_chunk;
+
+typedef struct arena {
+    arena_chunk *head;
+} arena;
+
+static void *arena_alloc(void *ud, size_t n)
+{
+    arena *a = ud;
+    n = (n + 15) & ~(size_t)15;
+    arena_chunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        arena_chunk *nc = malloc(sizeof *nc + cap);
+        if (!nc)
+            return NULL;
+        nc->next = c;
+        nc->used = 0;
+        nc->cap = cap;
+        a->head = c = nc;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static void arena_nofree(void *ud, void *p)
+{
+    (void)ud;
+    (void)p;
+}
+
+/* Keep the newest chunk for the next batch; free the rest. */
+static void arena_reset(arena *a)
+{
+    arena_chunk *c = a->head;
+    if (!c)
+        return;
+    arena_chunk *rest = c->next;
+    c->next = NULL;
+    c->used = 0;
+    while (rest) {
+        arena_chunk *n = rest->next;
+        free(rest);
+        rest = n;
+    }
+}
+
+static void arena_free(arena *a)
+{
+    arena_reset(a);
+    free(a->head);
+    a->head = NULL;
+}
+
+/* ---- per-segment state of one sink ---------------------------------- */
+
+typedef struct seg_state {
+    char *name;
+    uint64_t read_off;  /* next frame to read */
+    uint64_t acked_off; /* everything before is delivered */
+    int finishing;      /* writer gone: read with spool_reader_finish() */
+    int complete;       /* writer gone and read to the end */
+    int done;           /* complete and acknowledged; durably recorded */
+    int present;        /* seen in the latest listing */
+} seg_state;
+
+struct sink_runner {
+    sink_conf conf;
+    const delivery_env *env;
+    void *inst;
+    sink_host host;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_int finished;
+
+    pthread_mutex_t cur_lock; /* guards cur (read by the GC) */
+    cursor cur;
+    int cur_dirty;
+    int64_t last_commit_ns;
+
+    seg_state *segs;
+    size_t n_segs, cap_segs;
+    uint64_t seen_gen;
+    int synced_once;
+
+    uint32_t max_records, max_bytes;
+    lf_record *recs;
+    uint8_t *verdict;
+    size_t n_recs;
+    size_t batch_bytes;
+    arena arena;
+    ProtobufCAllocator pb_alloc;
+
+    spool_reader *rd; /* cached reader */
+    size_t rd_seg;    /* index into segs of the cached reader */
+
+    uint64_t rng;
+    unsigned attempt;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64: jitter only needs to be spread, not secret. */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+const char *sink_runner_name(const sink_runner *r)
+{
+    return r->conf.name;
+}
+
+const sink_conf *sink_runner_conf(const sink_runner *r)
+{
+    return &r->conf;
+}
+
+sink_host *sink_runner_host(sink_runner *r)
+{
+    return &r->host;
+}
+
+#define RLOG(r, lvl, ...) log_msg(lvl, (r)->host.prefix, __VA_ARGS__)
+
+sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
+                             size_t errlen)
+{
+    sink_runner *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->conf = *sc;
+    memset(sc, 0, sizeof *sc);
+    r->env = env;
+    pthread_mutex_init(&r->cur_lock, NULL);
+    if (sink_host_init(&r->host, r->conf.type, r->conf.name) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    r->max_records = (uint32_t)conf_int(&r->conf.common, SK_BATCH_RECORDS);
+    if (!r->max_records)
+        r->max_records = r->conf.ops->max_batch_records
+                             ? r->conf.ops->max_batch_records
+                             : DEFAULT_BATCH_RECORDS;
+    r->max_bytes = (uint32_t)conf_int(&r->conf.common, SK_BATCH_BYTES);
+    if (!r->max_bytes)
+        r->max_bytes = r->conf.ops->max_batch_bytes
+                           ? r->conf.ops->max_batch_bytes
+                           : DEFAULT_BATCH_BYTES;
+    r->recs = calloc(r->max_records, sizeof *r->recs);
+    r->verdict = calloc(r->max_records, 1);
+    if (!r->recs || !r->verdict) {
+        snprintf(err, errlen, "out of memory for a batch of %u records",
+                 r->max_records);
+        goto fail;
+    }
+    r->pb_alloc = (ProtobufCAllocator){arena_alloc, arena_nofree, &r->arena};
+    if (getrandom(&r->rng, sizeof r->rng, 0) != sizeof r->rng)
+        r->rng = (uint64_t)host_mono_ns();
+
+    char path[PATH_MAX], cerr[512];
+    snprintf(path, sizeof path, "%s/cursors/%s.cursor", env->state_dir,
+             r->conf.name);
+    if (cursor_load(&r->cur, path, cerr, sizeof cerr) != 0) {
+        /* Starting over re-delivers what the spool still holds: duplicates,
+           never a loss. Say so loudly. */
+        RLOG(r, LF_LOG_ERROR,
+             "msg=\"cursor unreadable, delivering the spool from the "
+             "start\" error=\"%s\"",
+             cerr);
+    }
+    return r;
+fail:
+    sink_runner_free(r);
+    return NULL;
+}
+
+void sink_runner_free(sink_runner *r)
+{
+    if (!r)
+        return;
+    if (r->inst && r->conf.ops)
+        r->conf.ops->destroy(r->inst);
+    if (r->rd)
+        spool_reader_close(r->rd);
+    for (size_t i = 0; i < r->n_segs; i++)
+        free(r->segs[i].name);
+    free(r->segs);
+    free(r->recs);
+    free(r->verdict);
+    arena_free(&r->arena);
+    cursor_free(&r->cur);
+    sink_host_destroy(&r->host);
+    pthread_mutex_destroy(&r->cur_lock);
+    conf_block_free(&r->conf.common);
+    conf_block_free(&r->conf.module);
+    free(r->conf.fingerprint);
+    free(r);
+}
+
+int sink_runner_done_with(sink_runner *r, const char *name)
+{
+    pthread_mutex_lock(&r->cur_lock);
+    cursor_entry *e = cursor_find(&r->cur, name);
+    int done = e && e->done;
+    pthread_mutex_unlock(&r->cur_lock);
+    return done;
+}
+
+/* ---- cursor --------------------------------------------------------- */
+
+static int commit_cursor(sink_runner *r)
+{
+    /* Dead letters written for this batch must be durable before the
+       cursor says the records are behind us. */
+    if (r->env->dead_letters) {
+        pthread_mutex_lock(r->env->dead_lock);
+        int rc = lf_writer_flush(r->env->dead_letters);
+        pthread_mutex_unlock(r->env->dead_lock);
+        if (rc != LF_OK) {
+            RLOG(r, LF_LOG_ERROR,
+                 "msg=\"dead-letter flush failed, cursor not advanced\" "
+                 "error=\"%s\"",
+                 lf_writer_errmsg(r->env->dead_letters));
+            return -1;
+        }
+    }
+    char err[512];
+    pthread_mutex_lock(&r->cur_lock);
+    /* Forget segments that are gone from the spool and finished. */
+    for (size_t i = 0; i < r->cur.n;) {
+        int known = 0;
+        for (size_t j = 0; j < r->n_segs; j++)
+            if (strcmp(r->segs[j].name, r->cur.e[i].segment) == 0)
+                known = 1;
+        if (!known)
+            cursor_remove(&r->cur, r->cur.e[i].segment);
+        else
+            i++;
+    }
+    for (size_t j = 0; j < r->n_segs; j++) {
+        cursor_entry *e = cursor_get(&r->cur, r->segs[j].name);
+        if (e) {
+            e->offset = r->segs[j].acked_off;
+            e->done = r->segs[j].done;
+        }
+    }
+    int rc = cursor_save(&r->cur, err, sizeof err);
+    pthread_mutex_unlock(&r->cur_lock);
+    if (rc != 0) {
+        RLOG(r, LF_LOG_ERROR, "msg=\"cursor write failed\" error=\"%s\"", err);
+        sink_host_count(&r->host, "cursor_errors", 1);
+        return -1;
+    }
+    r->cur_dirty = 0;
+    r->last_commit_ns = host_mono_ns();
+    return 0;
+}
+
+/* ---- segments ------------------------------------------------------- */
+
+/* Bring segs in line with the spool listing. */
+static void sync_segments(sink_runner *r)
+{
+    size_t n;
+    uint64_t gen;
+    char **names = spool_watch_list(r->env->watch, &n, &gen);
+    if (!names)
+        return;
+    for (size_t i = 0; i < r->n_segs; i++)
+        r->segs[i].present = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < r->n_segs; j++)
+            if (strcmp(r->segs[j].name, names[i]) == 0)
+                break;
+        if (j < r->n_segs) {
+            r->segs[j].present = 1;
+            continue;
+        }
+        if (r->n_segs == r->cap_segs) {
+            size_t nc = r->cap_segs ? r->cap_segs * 2 : 16;
+            seg_state *ns = realloc(r->segs, nc * sizeof *ns);
+            if (!ns)
+                break;
+            r->segs = ns;
+            r->cap_segs = nc;
+        }
+        seg_state *s = &r->segs[r->n_segs];
+        memset(s, 0, sizeof *s);
+        s->name = names[i];
+        names[i] = NULL;
+        s->present = 1;
+        pthread_mutex_lock(&r->cur_lock);
+        cursor_entry *e = cursor_find(&r->cur, s->name);
+        if (e) {
+            s->read_off = s->acked_off = e->offset;
+            s->done = s->complete = e->done;
+        }
+        pthread_mutex_unlock(&r->cur_lock);
+        r->n_segs++;
+        /* Record it in the cursor even before anything is delivered, so a
+           removal while the agent is down can be reported. */
+        r->cur_dirty = 1;
+    }
+    /* On the first listing, segments the cursor knows but the spool no
+       longer holds were removed while the agent was not running. */
+    if (!r->synced_once) {
+        r->synced_once = 1;
+        pthread_mutex_lock(&r->cur_lock);
+        for (size_t k = 0; k < r->cur.n; k++) {
+            int here = 0;
+            for (size_t i = 0; i < n && !here; i++)
+                here = names[i] == NULL
+                           ? 0
+                           : strcmp(names[i], r->cur.e[k].segment) == 0;
+            for (size_t j = 0; j < r->n_segs && !here; j++)
+                here = strcmp(r->segs[j].name, r->cur.e[k].segment) == 0;
+            if (!here && !r->cur.e[k].done) {
+                RLOG(r, LF_LOG_WARN,
+                     "msg=\"segment removed before it was delivered\" "
+                     "segment=%s delivered_up_to=%llu",
+                     r->cur.e[k].segment,
+                     (unsigned long long)r->cur.e[k].offset);
+                sink_host_count(&r->host, "segments_lost", 1);
+            }
+        }
+        pthread_mutex_unlock(&r->cur_lock);
+    }
+    spool_watch_free_list(names, n);
+    /* Drop what vanished. A segment gone before we finished it was
+       deleted under us (operator, or a writer's drop-oldest policy). */
+    for (size_t i = 0; i < r->n_segs;) {
+        seg_state *s = &r->segs[i];
+        if (s->present) {
+            i++;
+            continue;
+        }
+        if (!s->done) {
+            RLOG(r, LF_LOG_WARN,
+                 "msg=\"segment removed before it was delivered\" "
+                 "segment=%s delivered_up_to=%llu",
+                 s->name, (unsigned long long)s->acked_off);
+            sink_host_count(&r->host, "segments_lost", 1);
+        }
+        if (r->rd && r->rd_seg == i) {
+            spool_reader_close(r->rd);
+            r->rd = NULL;
+        }
+        if (r->rd && r->rd_seg == r->n_segs - 1)
+            r->rd_seg = i;
+        free(s->name);
+        r->segs[i] = r->segs[--r->n_segs];
+        r->cur_dirty = 1;
+    }
+    /* Keep creation order (names sort by creation time). */
+    for (size_t i = 1; i < r->n_segs; i++)
+        for (size_t j = i;
+             j > 0 && strcmp(r->segs[j - 1].name, r->segs[j].name) > 0; j--) {
+            seg_state t = r->segs[j];
+            r->segs[j] = r->segs[j - 1];
+            r->segs[j - 1] = t;
+            if (r->rd && r->rd_seg == j)
+                r->rd_seg = j - 1;
+            else if (r->rd && r->rd_seg == j - 1)
+                r->rd_seg = j;
+        }
+    r->seen_gen = gen;
+}
+
+static spool_reader *reader_for(sink_runner *r, size_t i)
+{
+    seg_state *s = &r->segs[i];
+    if (r->rd && r->rd_seg == i)
+        return r->rd;
+    if (r->rd) {
+        spool_reader_close(r->rd);
+        r->rd = NULL;
+    }
+    char path[PATH_MAX], err[512];
+    snprintf(path, sizeof path, "%s/%s", r->env->spool_dir, s->name);
+    spool_reader *rd = NULL;
+    if (spool_reader_open(path, &rd, err, sizeof err) != 0) {
+        struct stat st;
+        if (stat(path, &st) != 0 && errno == ENOENT)
+            return NULL; /* deleted; the next listing says so */
+        /* A bad header: nothing in it can be trusted as records. */
+        RLOG(r, LF_LOG_ERROR,
+             "msg=\"segment unreadable, skipped\" segment=%s error=\"%s\"",
+             s->name, err);
+        sink_host_count(&r->host, "segments_unreadable", 1);
+        s->complete = 1;
+        return NULL;
+    }
+    if (s->read_off > 0 && spool_reader_seek(rd, s->read_off) != 0) {
+        spool_reader_close(rd);
+        return NULL;
+    }
+    r->rd = rd;
+    r->rd_seg = i;
+    return rd;
+}
+
+static void report_damage(sink_runner *r, seg_state *s, uint64_t off,
+                          uint64_t len, const char *what)
+{
+    RLOG(r, LF_LOG_WARN,
+         "msg=\"%s skipped, records in it are not delivered\" segment=%s "
+         "offset=%llu length=%llu",
+         what, s->name, (unsigned long long)off, (unsigned long long)len);
+    sink_host_count(&r->host, "corrupt_regions", 1);
+    sink_host_count(&r->host, "corrupt_bytes", len);
+}
+
+/* ---- dead letters --------------------------------------------------- */
+
+static void dead_letter(sink_runner *r, const lf_record *rec,
+                        const char *reason)
+{
+    sink_host_count(&r->host, "dead_lettered", 1);
+    if (!r->env->dead_letters) {
+        RLOG(r, LF_LOG_ERROR,
+             "msg=\"record refused and no dead-letter spool\" segment=%s "
+             "offset=%llu reason=\"%s\"",
+             rec->pos.segment, (unsigned long long)rec->pos.offset, reason);
+        return;
+    }
+    Logferry__V1__DeadLetter dl = LOGFERRY__V1__DEAD_LETTER__INIT;
+    dl.record.data = (uint8_t *)rec->payload;
+    dl.record.len = rec->len;
+    dl.sink = r->conf.name;
+    dl.reason = (char *)(reason ? reason : "refused by the sink");
+    dl.time_ns = host_now_ns();
+    dl.segment = (char *)rec->pos.segment;
+    dl.offset = rec->pos.offset;
+    size_t n = logferry__v1__dead_letter__get_packed_size(&dl);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return;
+    logferry__v1__dead_letter__pack(&dl, buf);
+    int rc = lf_writer_append_raw(r->env->dead_letters, buf, n);
+    free(buf);
+    if (rc != LF_OK)
+        RLOG(r, LF_LOG_ERROR,
+             "msg=\"dead-letter write failed\" segment=%s offset=%llu "
+             "error=\"%s\"",
+             rec->pos.segment, (unsigned long long)rec->pos.offset,
+             lf_strerror(rc));
+}
+
+/* ---- reading a batch ------------------------------------------------ */
+
+static void batch_reset(sink_runner *r)
+{
+    r->n_recs = 0;
+    r->batch_bytes = 0;
+    arena_reset(&r->arena);
+    sink_host_reset_batch(&r->host);
+}
+
+/* Add one frame to the batch. Returns 0, or -1 if the batch is full (the
+ * frame was not taken). */
+static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
+                     const uint8_t *payload, size_t len)
+{
+    if (r->n_recs == r->max_records ||
+        (r->n_recs > 0 && r->batch_bytes + len > r->max_bytes))
+        return -1;
+    uint8_t *copy = arena_alloc(&r->arena, len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, payload, len);
+    Logferry__V1__InvocationRecord *msg =
+        logferry__v1__invocation_record__unpack(&r->pb_alloc, len, copy);
+    if (!msg) {
+        /* A frame whose CRC holds but whose bytes are no record: an
+           application appended garbage raw. Keep it as a dead letter. */
+        lf_record bad = {copy, len, 0, {s->name, off}, NULL};
+        RLOG(r, LF_LOG_WARN,
+             "msg=\"undecodable record dead-lettered\" segment=%s "
+             "offset=%llu length=%zu",
+             s->name, (unsigned long long)off, len);
+        sink_host_count(&r->host, "decode_errors", 1);
+        dead_letter(r, &bad, "undecodable InvocationRecord");
+        return 0;
+    }
+    lf_record *rec = &r->recs[r->n_recs++];
+    rec->payload = copy;
+    rec->len = len;
+    rec->event_time_ns = msg->event_time_ns;
+    rec->pos.segment = s->name;
+    rec->pos.offset = off;
+    rec->internal = msg;
+    r->batch_bytes += len;
+    return 0;
+}
+
+/* Fill the batch from the segments in creation order. Returns 1 if the
+ * batch is full (more is waiting), 0 otherwise. */
+static int fill_batch(sink_runner *r)
+{
+    for (size_t i = 0; i < r->n_segs; i++) {
+        seg_state *s = &r->segs[i];
+        if (s->complete)
+            continue;
+        spool_reader *rd = reader_for(r, i);
+        if (!rd)
+            continue;
+        for (;;) {
+            spool_read_event ev;
+            spool_read_result st = s->finishing ? spool_reader_finish(rd, &ev)
+                                                : spool_reader_next(rd, &ev);
+            if (st == SPOOL_READ_FRAME) {
+                if (batch_add(r, s, ev.offset, ev.payload, ev.length) != 0) {
+                    /* Full: read this frame again next time. */
+                    spool_reader_seek(rd, ev.offset);
+                    return 1;
+                }
+                s->read_off = ev.offset + SPOOL_FRAME_HDR + ev.length;
+                continue;
+            }
+            if (st == SPOOL_READ_DAMAGE) {
+                report_damage(r, s, ev.offset, ev.length,
+                              s->finishing ? "torn or corrupt tail"
+                                           : "corrupt region");
+                s->read_off = ev.offset + ev.length;
+                continue;
+            }
+            if (st == SPOOL_READ_ERROR) {
+                RLOG(r, LF_LOG_ERROR,
+                     "msg=\"read error, will retry\" segment=%s offset=%llu "
+                     "error=\"%s\"",
+                     s->name, (unsigned long long)s->read_off,
+                     spool_reader_errmsg(rd));
+                spool_reader_close(rd);
+                r->rd = NULL;
+                break;
+            }
+            /* END: nothing more for now. */
+            if (s->finishing) {
+                s->complete = 1;
+                spool_reader_close(rd);
+                r->rd = NULL;
+                break;
+            }
+            int live = spool_reader_is_live(rd);
+            if (live != 0) {
+                if (live < 0)
+                    RLOG(r, LF_LOG_WARN,
+                         "msg=\"cannot tell if the writer is alive\" "
+                         "segment=%s error=\"%s\"",
+                         s->name, spool_reader_errmsg(rd));
+                break;
+            }
+            /* The writer is gone: the file is final. finish() reads what
+               it wrote last and reports a torn tail as damage. */
+            s->finishing = 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- delivering ----------------------------------------------------- */
+
+static void backoff_sleep(sink_runner *r, uint32_t retry_after_ms, int quiet)
+{
+    int64_t base = conf_int(&r->conf.common, SK_BACKOFF_BASE);
+    int64_t cap = conf_int(&r->conf.common, SK_BACKOFF_CAP);
+    int64_t ceil = base;
+    for (unsigned i = 0; i < r->attempt && ceil < cap; i++)
+        ceil *= 2;
+    if (ceil > cap)
+        ceil = cap;
+    /* Full jitter: spread retries of many agents over the whole window. */
+    int64_t ms = (int64_t)(rng_next(&r->rng) % (uint64_t)(ceil + 1));
+    if ((int64_t)retry_after_ms > ms)
+        ms = retry_after_ms;
+    r->attempt++;
+    if (!quiet && (r->attempt & (r->attempt - 1)) == 0)
+        RLOG(r, LF_LOG_INFO,
+             "msg=\"delivery failed, retrying\" records=%zu retry_in_ms=%lld "
+             "attempt=%u",
+             r->n_recs, (long long)ms, r->attempt);
+    int64_t until = host_mono_ns() + ms * 1000000LL;
+    while (!atomic_load(&r->stop)) {
+        int64_t left = (until - host_mono_ns()) / 1000000LL;
+        if (left <= 0)
+            break;
+        struct timespec ts = {0, (long)(left > 50 ? 50 : left) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Offer the batch until every record is accepted or dead-lettered.
+ * Returns 0 when done, -1 when stopping with records not delivered. */
+static int deliver_batch(sink_runner *r)
+{
+    r->attempt = 0;
+    lf_record *recs = r->recs;
+    size_t n = r->n_recs;
+    while (n > 0) {
+        lf_batch b = {recs, n, r->verdict, NULL, 0};
+        memset(r->verdict, 0, n);
+        lf_deliver_status st = r->conf.ops->deliver(r->inst, &b);
+        switch (st) {
+        case LF_DELIVER_OK:
+            sink_host_count(&r->host, "delivered", n);
+            r->attempt = 0;
+            return 0;
+        case LF_DELIVER_FAIL:
+            for (size_t i = 0; i < n; i++)
+                dead_letter(r, &recs[i], b.fail_reason);
+            RLOG(r, LF_LOG_WARN,
+                 "msg=\"batch refused, dead-lettered\" records=%zu "
+                 "reason=\"%s\"",
+                 n, b.fail_reason ? b.fail_reason : "unspecified");
+            return 0;
+        case LF_DELIVER_PARTIAL: {
+            size_t keep = 0, ok = 0, failed = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (r->verdict[i] == LF_REC_FAIL) {
+                    dead_letter(r, &recs[i], b.fail_reason);
+                    failed++;
+                } else if (r->verdict[i] == LF_REC_RETRY) {
+                    /* Only the records not accepted go again: retrying the
+                       whole batch would duplicate the accepted ones. */
+                    recs[keep++] = recs[i];
+                } else {
+                    ok++;
+                }
+            }
+            sink_host_count(&r->host, "delivered", ok);
+            if (failed)
+                RLOG(r, LF_LOG_WARN,
+                     "msg=\"records refused, dead-lettered\" records=%zu "
+                     "reason=\"%s\"",
+                     failed, b.fail_reason ? b.fail_reason : "unspecified");
+            n = keep;
+            if (n == 0)
+                return 0;
+            if (atomic_load(&r->stop))
+                return -1;
+            backoff_sleep(r, b.retry_after_ms, 0);
+            break;
+        }
+        case LF_DELIVER_RETRY:
+        default:
+            sink_host_count(&r->host, "retries", 1);
+            if (atomic_load(&r->stop))
+                return -1;
+            backoff_sleep(r, b.retry_after_ms, 0);
+            break;
+        }
+        if (atomic_load(&r->stop))
+            return -1;
+    }
+    return 0;
+}
+
+/* After a delivered batch: move acked offsets up to what was read, and
+ * mark finished segments. Returns 1 if a segment became done. */
+static int advance(sink_runner *r)
+{
+    int newly_done = 0;
+    for (size_t i = 0; i < r->n_segs; i++) {
+        seg_state *s = &r->segs[i];
+        if (s->acked_off != s->read_off) {
+            s->acked_off = s->read_off;
+            r->cur_dirty = 1;
+        }
+        if (s->complete && !s->done) {
+            s->done = 1;
+            newly_done = 1;
+            r->cur_dirty = 1;
+        }
+    }
+    return newly_done;
+}
+
+static void *runner_main(void *arg)
+{
+    sink_runner *r = arg;
+    RLOG(r, LF_LOG_INFO,
+         "msg=\"started\" batch_max_records=%u "
+         "batch_max_bytes=%u",
+         r->max_records, r->max_bytes);
+    int64_t commit_ns = conf_int(&r->conf.common, SK_CURSOR_COMMIT) * 1000000LL;
+    uint64_t gen = 0;
+    int more = 0;
+    /* A sink that cannot be created yet (a destination down, credentials
+       not there yet) is retried with backoff, and its segments are kept
+       for it meanwhile: a restart of the destination loses nothing. */
+    while (!r->inst && !atomic_load(&r->stop)) {
+        char err[1024];
+        if (r->conf.ops->create(r->conf.module.v, &r->host.pub, &r->inst, err,
+                                sizeof err) == 0)
+            break;
+        r->inst = NULL;
+        /* The same failure every few seconds for hours says nothing new:
+           log the 1st, 2nd, 4th, 8th... attempt. */
+        if ((r->attempt & (r->attempt + 1)) == 0)
+            RLOG(r, LF_LOG_ERROR,
+                 "msg=\"cannot create sink, will retry\" attempt=%u "
+                 "error=\"%s\"",
+                 r->attempt + 1, err);
+        sink_host_count(&r->host, "create_errors", 1);
+        backoff_sleep(r, 0, 1);
+    }
+    r->attempt = 0;
+    while (!atomic_load(&r->stop)) {
+        if (!more) {
+            gen =
+                spool_watch_wait(r->env->watch, r->seen_gen, r->env->rescan_ms);
+            if (atomic_load(&r->stop))
+                break;
+        }
+        if (gen != r->seen_gen || r->n_segs == 0)
+            sync_segments(r);
+        batch_reset(r);
+        more = fill_batch(r);
+        if (r->n_recs > 0) {
+            if (deliver_batch(r) != 0)
+                break; /* stopping: the batch stays unacknowledged */
+        }
+        int newly_done = advance(r);
+        int64_t now = host_mono_ns();
+        /* Commit when a segment finished (so the GC may delete it), when
+           going idle, and at most every commit interval while busy. */
+        if (r->cur_dirty &&
+            (newly_done || !more || now - r->last_commit_ns >= commit_ns))
+            commit_cursor(r);
+    }
+    batch_reset(r);
+    if (r->cur_dirty)
+        commit_cursor(r);
+    if (r->inst && r->conf.ops->flush && r->conf.ops->flush(r->inst) != 0)
+        RLOG(r, LF_LOG_ERROR, "msg=\"flush at shutdown failed\"");
+    RLOG(r, LF_LOG_INFO, "msg=\"stopped\"");
+    atomic_store(&r->finished, 1);
+    return NULL;
+}
+
+int sink_runner_start(sink_runner *r, char *err, size_t errlen)
+{
+    int e = pthread_create(&r->thread, NULL, runner_main, r);
+    if (e) {
+        snprintf(err, errlen, "sink %s: cannot start thread: %s", r->conf.name,
+                 strerror(e));
+        return -1;
+    }
+    r->started = 1;
+    return 0;
+}
+
+void sink_runner_stop(sink_runner *r)
+{
+    atomic_store(&r->stop, 1);
+}
+
+int sink_runner_join(sink_runner *r, int64_t deadline_ms)
+{
+    if (!r->started)
+        return 0;
+    int64_t until = host_mono_ns() + deadline_ms * 1000000LL;
+    while (!atomic_load(&r->finished)) {
+        if (host_mono_ns() >= until)
+            return -1;
+        spool_watch_kick(r->env->watch);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    pthread_join(r->thread, NULL);
+    r->started = 0;
+    return 0;
+}

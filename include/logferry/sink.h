@@ -1,0 +1,225 @@
+/*
+ * logferry/sink.h - the contract between the agent and a sink module.
+ *
+ * A sink module is a shared object the agent loads with dlopen() from its
+ * module directory (file name "lf_sink_<type>.so"). It exports exactly one
+ * symbol, LF_SINK_ENTRY_SYMBOL, a function returning a pointer to a const
+ * lf_sink_ops table. The table starts with {abi_version, struct_size, name}
+ * so the agent can refuse a module built against another ABI before it
+ * touches anything else; the table only ever grows at the end.
+ *
+ * Division of work: the core owns policy (batching limits, retries and
+ * backoff, cursors, dead letters, retention, redaction, routing); the sink
+ * owns its protocol: it formats and sends a batch and says what became of
+ * each record. Services the sink needs (logging, counters, the record→JSON
+ * encoder, the clock) are lent by the host through lf_host, so a module
+ * links against nothing of the agent's.
+ *
+ * Threading: the agent calls create/deliver/flush/destroy of one instance
+ * from one thread at a time. Different instances may run on different
+ * threads concurrently; host services are thread-safe.
+ */
+#ifndef LOGFERRY_SINK_H
+#define LOGFERRY_SINK_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Major version: bumped when an existing member changes meaning or
+ * place. Members added at the end of lf_sink_ops or lf_host do not bump
+ * it; struct_size tells who has what. */
+#define LF_SINK_ABI_VERSION 1u
+
+#define LF_SINK_ENTRY_SYMBOL "logferry_sink_module"
+
+/* ---- configuration ------------------------------------------------- */
+
+/* Each module declares its keys in one table. The agent validates the
+ * user's config against it (unknown keys, wrong types and out-of-range
+ * values are errors naming file:line), fills in defaults, and documents it
+ * in docs/CONFIG.md (`logferry config-doc`). */
+typedef enum lf_conf_type {
+    LF_CONF_BOOL = 1,
+    LF_CONF_INT = 2,      /* 64-bit integer */
+    LF_CONF_SIZE = 3,     /* bytes: integer, or string "64K", "10MB", "1G" */
+    LF_CONF_DURATION = 4, /* milliseconds: integer, or "500ms", "5s", "2m",
+                             "1h", "7d" */
+    LF_CONF_STRING = 5,
+    LF_CONF_ENUM = 6,     /* string, one of enum_values */
+    LF_CONF_STRLIST = 7,  /* list or array of strings */
+} lf_conf_type;
+
+typedef struct lf_conf_key {
+    const char *name;
+    lf_conf_type type;
+    int required;          /* no default: must be given */
+    const char *def;       /* default, as config text ("64MB", "true");
+                              NULL = absent (string NULL, number 0) */
+    int64_t min, max;      /* bounds for INT/SIZE/DURATION (min > max:
+                              unbounded); for STRING the length bounds */
+    const char *const *enum_values; /* NULL-terminated, for LF_CONF_ENUM */
+    const char *doc;       /* one sentence for the reference */
+} lf_conf_key;
+
+/* A value after validation; which member is set follows the key's type. */
+typedef struct lf_conf_value {
+    int present;           /* given by the user (not the default) */
+    int b;                 /* BOOL */
+    int64_t i;             /* INT, SIZE (bytes), DURATION (ms), ENUM index */
+    const char *s;         /* STRING, ENUM (the name); NULL if absent */
+    const char *const *list; /* STRLIST, NULL-terminated */
+    size_t n;              /* STRLIST length */
+    int line;              /* config line it came from, 0 for a default */
+} lf_conf_value;
+
+/* ---- records and batches -------------------------------------------- */
+
+/* Where a record sits in the spool. */
+typedef struct lf_position {
+    const char *segment;   /* segment file name (not a path) */
+    uint64_t offset;       /* byte offset of the frame */
+} lf_position;
+
+/* One record as the host hands it over. Sinks read its fields through
+ * host->field() and render it with host->to_json(); `payload` is the
+ * encoded InvocationRecord (after redaction), for sinks that ship the
+ * binary form. Everything is borrowed for the duration of deliver(). */
+typedef struct lf_record {
+    const uint8_t *payload;
+    size_t len;
+    int64_t event_time_ns;
+    lf_position pos;
+    const void *internal;  /* host's decoded form; opaque to sinks */
+} lf_record;
+
+/* What became of one record of a batch, when deliver() answers
+ * LF_DELIVER_PARTIAL. Zero (LF_REC_OK) means accepted. */
+typedef enum lf_rec_verdict {
+    LF_REC_OK = 0,
+    LF_REC_RETRY = 1,     /* not accepted; send again later */
+    LF_REC_FAIL = 2,      /* refused for good; goes to dead letters */
+} lf_rec_verdict;
+
+typedef struct lf_batch {
+    const lf_record *records;
+    size_t count;
+    /* Host-owned array of `count` verdicts, zeroed before each call. The
+       sink fills it only when it answers LF_DELIVER_PARTIAL. */
+    uint8_t *verdict;
+    /* Out: a reason for the records marked LF_REC_FAIL (static or valid
+       until the next call on this instance), kept with the dead letter. */
+    const char *fail_reason;
+    /* Out: how long to wait before retrying (e.g. from Retry-After); 0 lets
+       the core's backoff decide. */
+    uint32_t retry_after_ms;
+} lf_batch;
+
+typedef enum lf_deliver_status {
+    LF_DELIVER_OK = 0,      /* every record is durable at the destination */
+    LF_DELIVER_RETRY = 1,   /* nothing can be counted as delivered; the
+                               whole batch will be offered again */
+    LF_DELIVER_FAIL = 2,    /* the whole batch is refused for good */
+    LF_DELIVER_PARTIAL = 3, /* see batch->verdict, record by record */
+} lf_deliver_status;
+
+/* ---- host services ---------------------------------------------------- */
+
+typedef enum lf_log_level {
+    LF_LOG_ERROR = 0,
+    LF_LOG_WARN = 1,
+    LF_LOG_INFO = 2,
+    LF_LOG_DEBUG = 3,
+} lf_log_level;
+
+typedef struct lf_host lf_host;
+
+struct lf_host {
+    uint32_t abi_version;
+    uint32_t struct_size;
+
+    /* Log one event, prefixed with the instance ("sink file[local]: ...").
+       Never log record content or secrets at INFO or above. */
+    void (*log)(const lf_host *h, lf_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Add to a named counter of this instance (shown by `logferry status`).
+       `name` is copied. */
+    void (*counter_add)(const lf_host *h, const char *name, uint64_t delta);
+
+    /* Render the record as one JSON object (no newline) into dst, at most
+       cap bytes, and return the length it needs. If that is >= cap the
+       output is incomplete: grow dst and call again. Field names are the
+       schema's; times are RFC 3339 UTC with milliseconds; strings are
+       escaped and invalid UTF-8 is replaced with U+FFFD. */
+    size_t (*to_json)(const lf_host *h, const lf_record *rec, char *dst,
+                      size_t cap);
+
+    /* Text value of a record field by schema name ("tenant_id", "model_id",
+       "attributes.KEY", "status", "event_time_ns", ...). Returns the length
+       and sets *out to a string valid for the duration of deliver(), or
+       returns (size_t)-1 when the field does not exist. Numbers and enums
+       are rendered as text. */
+    size_t (*field)(const lf_host *h, const lf_record *rec, const char *name,
+                    const char **out);
+
+    /* Wall clock and monotonic clock, in nanoseconds. Sinks use these, not
+       the system calls, so tests can drive time. */
+    int64_t (*now_ns)(const lf_host *h);
+    int64_t (*mono_ns)(const lf_host *h);
+
+    /* Owned by the host; do not touch. */
+    void *priv;
+};
+
+/* ---- the module ------------------------------------------------------- */
+
+typedef struct lf_sink_ops {
+    uint32_t abi_version;  /* LF_SINK_ABI_VERSION the module was built with */
+    uint32_t struct_size;  /* sizeof(lf_sink_ops) the module was built with */
+    const char *name;      /* the type name, as in `type = "file"` */
+    const char *description;
+
+    const lf_conf_key *config_keys; /* table of n_config_keys keys */
+    size_t n_config_keys;
+
+    /* Batch limits the core applies before calling deliver(): */
+    uint32_t max_batch_records;  /* 0: host default */
+    uint32_t max_batch_bytes;    /* sum of payload lengths; 0: default */
+
+    /* Create an instance. `values` is parallel to config_keys and, like
+       `host`, stays valid until destroy(). On success store the instance in
+       *out and return 0; on failure return -1 and write a reason into err
+       (errlen bytes, NUL-terminated). */
+    int (*create)(const lf_conf_value *values, const lf_host *host,
+                  void **out, char *err, size_t errlen);
+
+    /* Deliver a batch (ordered as in the spool). Blocking is allowed; the
+       core calls deliver again only after this returns. */
+    lf_deliver_status (*deliver)(void *inst, lf_batch *batch);
+
+    /* Make everything delivered so far durable; called before the agent
+       stops. Returns 0 or -1. May be NULL. */
+    int (*flush)(void *inst);
+
+    /* Free the instance. Accepts NULL. */
+    void (*destroy)(void *inst);
+} lf_sink_ops;
+
+typedef const lf_sink_ops *(*lf_sink_entry_fn)(void);
+
+/* Define the entry point: LF_SINK_MODULE(my_ops); */
+#define LF_SINK_MODULE(ops)                                                   \
+    __attribute__((visibility("default"))) const lf_sink_ops                 \
+        *logferry_sink_module(void);                                          \
+    const lf_sink_ops *logferry_sink_module(void) { return &(ops); }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,88 @@
+"""The command line: help, version, check of the bundled config, the
+configuration reference kept in step with the key tables, emit with flags,
+and status."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import lfharness as h  # noqa: E402
+
+
+def run(*args, **kw):
+    return subprocess.run([h.BIN] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, **kw)
+
+
+class Cli(h.TestCase):
+    def test_version_and_help(self):
+        p = run("--version")
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout.decode(), r"^logferry \d+\.\d+\.\d+ \(sink ABI 1\)")
+        for cmd in ("run", "check", "emit", "dump", "status", "config-doc"):
+            p = run(cmd, "--help")
+            self.assertEqual(p.returncode, 0, cmd)
+            self.assertIn("usage: logferry " + cmd, p.stdout.decode())
+        p = run("frobnicate")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown command", p.stderr.decode())
+
+    def test_bundled_config_is_valid(self):
+        p = run("check", "-c", os.path.join(h.SRC, "conf", "logferry.conf"),
+                "--module-dir", h.MODULES)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertIn("ok (1 sink)", p.stdout.decode())
+
+    def test_config_reference_matches_code(self):
+        p = run("config-doc", "--module-dir", h.MODULES, "file", "stdout")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        with open(os.path.join(h.SRC, "docs", "CONFIG.md")) as f:
+            doc = f.read()
+        self.assertEqual(doc, p.stdout.decode(),
+                         "docs/CONFIG.md is stale: regenerate it with "
+                         "`logferry config-doc --module-dir build/sinks "
+                         "> docs/CONFIG.md`")
+
+    def test_emit_flags_dump_and_status(self):
+        a = self.agent()
+        p = subprocess.run(a.cmd("emit", "--tenant_id", "t-1", "--model_id", "m",
+                                 "--input_tokens", "12", "--status", "throttled",
+                                 "--attr", "feature=chat", "-n", "3"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        p = subprocess.run(a.cmd("emit", "--input_tokens", "-5"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertNotEqual(p.returncode, 0)
+        p = subprocess.run(a.cmd("dump"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        import json
+        lines = [json.loads(l) for l in p.stdout.splitlines()]
+        self.assertEqual(len(lines), 3)
+        r = lines[0]["record"]
+        self.assertEqual((r["tenant_id"], r["input_tokens"], r["status"],
+                          r["attributes"]), ("t-1", 12, "throttled",
+                                             {"feature": "chat"}))
+        self.assertEqual(len({l["record"]["record_id"] for l in lines}), 3)
+        p = subprocess.run(a.cmd("status"), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        out = p.stdout.decode()
+        self.assertIn("sink local (file)", out)
+        self.assertIn("backlog: 3 records", out)
+        self.assertIn("oldest undelivered:", out)
+        a.start()
+        a.wait_delivered(3)
+        self.assertEqual(a.stop(), 0)
+        out = subprocess.run(a.cmd("status"), stdout=subprocess.PIPE).stdout.decode()
+        self.assertIn("backlog: 0 records", out)
+        self.assertIn("delivered=3", out)
+        # emit --json rejects unknown fields with the line number.
+        p = subprocess.run(a.cmd("emit", "--json"), input=b'{"tenant_id":"a"}\n{"nope":1}\n',
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("stdin:2: nope: not a field", p.stderr.decode())
+
+
+if __name__ == "__main__":
+    h.main()
