@@ -22,6 +22,8 @@
 #include "delivery.h"
 #include "log.h"
 #include "sink_loader.h"
+#include "spool_format.h"
+#include "spool_writer_internal.h"
 #include "tail.h"
 
 typedef struct agent {
@@ -257,7 +259,8 @@ int agent_run(const char *conf_path, const char *module_dir_override)
     lf_writer_options wo;
     lf_writer_options_init(&wo);
     wo.rotate_age_ms = 60000;
-    if (lf_writer_open(path, &wo, &a.dead, err, sizeof err) != LF_OK) {
+    if (spool_writer_open_flags(path, &wo, SPOOL_FLAG_DEAD_LETTER, &a.dead, err,
+                                sizeof err) != LF_OK) {
         log_error("msg=\"cannot open dead-letter spool\" path=%s error=\"%s\"",
                   path, err);
         goto out;

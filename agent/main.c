@@ -371,10 +371,12 @@ typedef struct dump_totals {
 
 static void json_str(FILE *out, const char *s)
 {
-    char *j = json_dumps(json_string(s ? s : ""), JSON_ENCODE_ANY);
     /* json_string() fails on invalid UTF-8; names we print are ASCII. */
+    json_t *v = json_string(s ? s : "");
+    char *j = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
     fputs(j ? j : "\"\"", out);
     free(j);
+    json_decref(v);
 }
 
 static void print_record_json(FILE *out, const uint8_t *p, size_t len,
@@ -407,6 +409,9 @@ static int dump_segment(const char *path, const char *name, int dead,
         return -1;
     }
     int finishing = 0;
+    /* The header says what the frames hold; --dead-letter only picks the
+       directory. */
+    dead = (spool_reader_header(rd)->flags & SPOOL_FLAG_DEAD_LETTER) != 0;
     for (;;) {
         spool_read_event f;
         spool_read_result st =
@@ -505,7 +510,8 @@ static int for_each_segment(const char *dir,
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_name);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_name);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];

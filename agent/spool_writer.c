@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "spool_codec.h"
+#include "spool_writer_internal.h"
 #include "spool_format.h"
 
 _Static_assert(LF_MAX_RECORD_BYTES == SPOOL_MAX_PAYLOAD,
@@ -53,6 +54,7 @@ _Static_assert(LF_MAX_RECORD_BYTES == SPOOL_MAX_PAYLOAD,
 
 struct lf_writer {
     lf_writer_options opt;
+    uint32_t header_flags; /* spool_format.h SPOOL_FLAG_* of new segments */
     char *dir;
     int dirfd;
     uint64_t writer_id;
@@ -444,7 +446,8 @@ static int wr_drop_oldest(lf_writer *w, size_t need)
     w->scan_total = total;
     w->scan_written = written;
     w->last_scan_mono = wr_clock_ns(CLOCK_MONOTONIC);
-    qsort(list, n, sizeof *list, wr_seg_ent_cmp);
+    if (n)
+        qsort(list, n, sizeof *list, wr_seg_ent_cmp);
     for (size_t i = 0; i < n; i++) {
         if (wr_spool_estimate(w) + need <= w->opt.spool_max_bytes)
             break;
@@ -516,7 +519,7 @@ static int wr_segment_create(lf_writer *w, int *fd_out,
     spool_header h = {
         .version = SPOOL_VERSION,
         .header_size = SPOOL_HEADER_SIZE,
-        .flags = 0,
+        .flags = w->header_flags,
         .writer_id = w->writer_id,
         .created_ns = created,
         .seq = w->next_seq,
@@ -568,9 +571,9 @@ fail_errno:
 
 /* Seal the open segment and continue in a new one: the new segment is
    created first, then the buffer is written to the old one, which is
-   synced (unless NONE) and closed, releasing its lock. If the old segment
-   has no room for the buffer, the buffer is kept for the new segment and
-   LF_ERR_NO_SPACE returned. Caller holds mu. */
+   synced (unless NONE) and closed, releasing its lock. Frames the old
+   segment had no room for stay buffered for the new one (and the error is
+   returned). Caller holds mu. */
 static int wr_rotate(lf_writer *w)
 {
     int nfd;
@@ -889,6 +892,13 @@ static void wr_destroy(lf_writer *w)
 int lf_writer_open(const char *dir, const lf_writer_options *opt,
                    lf_writer **out, char *errbuf, size_t errlen)
 {
+    return spool_writer_open_flags(dir, opt, 0, out, errbuf, errlen);
+}
+
+int spool_writer_open_flags(const char *dir, const lf_writer_options *opt,
+                            uint32_t header_flags, lf_writer **out,
+                            char *errbuf, size_t errlen)
+{
     int rc;
     if (out)
         *out = NULL;
@@ -907,6 +917,7 @@ int lf_writer_open(const char *dir, const lf_writer_options *opt,
     }
     w->fd = -1;
     w->dirfd = -1;
+    w->header_flags = header_flags;
     pthread_mutex_init(&w->mu, NULL);
     pthread_mutex_init(&w->sync_mu, NULL);
     pthread_condattr_t ca;

@@ -8,7 +8,6 @@
 
 #include "config.h"
 
-
 static agent_conf *load_text(const char *text, conf_errors *errs,
                              sink_registry *reg)
 {

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""End-to-end throughput and memory of the agent: spool -> file sink.
+
+Two scenarios, each on a fresh spool under --dir (default /tmp):
+  live     one writer process appends N records (interval durability) while
+           the agent delivers them; measures records/s from the first append
+           to the last record in the output file.
+  backlog  the spool is filled first (N records), then the agent starts and
+           drains it (replay after an outage); measures drain records/s.
+Both report the agent's CPU seconds (utime+stime from /proc) and its peak
+RSS (VmHWM). The file sink writes a real file with fsync per batch unless
+--null is given (then /dev/null, fsync off: the agent's own cost).
+
+  python3 bench/bench_e2e.py [--build build] [-n 1000000] [--null]
+                             [--scenario live|backlog|both]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def proc_stats(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tck
+    rss = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) // 1024
+    return cpu, rss
+
+
+def count_lines(path):
+    if not os.path.exists(path):
+        return 0
+    n = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 22)
+            if not b:
+                return n
+            n += b.count(b"\n")
+
+
+def run(args, scenario):
+    root = tempfile.mkdtemp(prefix="lf-bench-", dir=args.dir)
+    spool, state = os.path.join(root, "spool"), os.path.join(root, "state")
+    out = "/dev/null" if args.null else os.path.join(root, "out.ndjson")
+    conf = os.path.join(root, "bench.conf")
+    with open(conf, "w") as f:
+        f.write('log_level = "warn"; state_dir = "%s"; module_dir = "%s/sinks";\n'
+                'spool: { dir = "%s"; };\n'
+                'sinks = ( { name = "f"; type = "file"; path = "%s"; fsync = %s;'
+                ' rotate_bytes = 0; batch_max_records = %d; } );\n'
+                % (state, args.build, spool, out, "false" if args.null else "true",
+                   args.batch))
+    fill = [os.path.join(args.build, "bench", "spool_fill"), spool, str(args.n)]
+    agent_cmd = [os.path.join(args.build, "logferry"), "run", "-c", conf]
+    try:
+        if scenario == "backlog":
+            subprocess.run(fill, check=True, stdout=subprocess.DEVNULL)
+            size = sum(os.path.getsize(os.path.join(spool, s)) for s in os.listdir(spool))
+            t0 = time.time()
+            agent = subprocess.Popen(agent_cmd)
+        else:
+            size = None
+            agent = subprocess.Popen(agent_cmd)
+            time.sleep(0.3)
+            t0 = time.time()
+            writer = subprocess.Popen(fill, stdout=subprocess.DEVNULL)
+        cursor = os.path.join(state, "cursors", "f.cursor")
+        peak = (0, 0)
+        while True:
+            time.sleep(0.05)
+            peak = proc_stats(agent.pid)
+            if args.null:
+                # No output to count: done when the spool is empty again.
+                if scenario == "live" and writer.poll() is None:
+                    continue
+                segs = [s for s in os.listdir(spool) if s.endswith(".lfs")]
+                if not segs and os.path.exists(cursor):
+                    break
+            elif count_lines(out) >= args.n:
+                break
+        t1 = time.time()
+        cpu, rss = proc_stats(agent.pid)
+        agent.terminate()
+        agent.wait()
+        if scenario == "live":
+            writer.wait()
+        secs = t1 - t0
+        print("%-8s n=%d sink=%s batch=%d: %.2f s, %.0f records/s, agent CPU %.2f s "
+              "(%.0f records per CPU-second), agent peak RSS %d MB%s"
+              % (scenario, args.n, "null" if args.null else "file+fsync", args.batch,
+                 secs, args.n / secs, cpu, args.n / cpu if cpu else 0, rss,
+                 "" if size is None else ", backlog %.0f MB" % (size / 1e6)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", default="build")
+    p.add_argument("-n", type=int, default=1_000_000)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--null", action="store_true")
+    p.add_argument("--dir", default="/tmp")
+    p.add_argument("--scenario", default="both")
+    args = p.parse_args()
+    args.build = os.path.abspath(args.build)
+    for s in (["live", "backlog"] if args.scenario == "both" else [args.scenario]):
+        run(args, s)
+
+
+if __name__ == "__main__":
+    main()
