@@ -138,6 +138,69 @@ typedef enum lf_log_level {
 
 typedef struct lf_host lf_host;
 
+/* ---- AWS services (lent to sinks; see lf_host.aws_*) ------------------ */
+
+/* Whose credentials a request is signed with. The host resolves the base
+ * credentials through the standard chain (environment, shared files and
+ * profiles, web identity, container, IMDSv2, or static keys from the
+ * agent's config) and, when role_arn is set, assumes that role with STS.
+ * Temporary credentials are cached per (base, role, ExternalId) and shared
+ * by every sink instance asking for the same identity. */
+typedef struct lf_aws_identity {
+    const char *region;       /* required: STS region and default signing
+                                 region */
+    const char *role_arn;     /* NULL: the base credentials themselves */
+    const char *external_id;  /* NULL: none; 2-1224 chars of [\w+=,.@:/-] */
+    const char *session_name; /* NULL: "logferry-<hostname>" */
+    uint32_t duration_s;      /* 0: 3600; 900..43200 */
+    const char *sts_endpoint; /* NULL: the agent's aws.sts_endpoint, else
+                                 https://sts.<region>.amazonaws.com */
+} lf_aws_identity;
+
+/* Opaque handle to cached credentials; thread-safe. */
+typedef struct lf_aws_creds lf_aws_creds;
+
+typedef struct lf_aws_header {
+    const char *name;
+    const char *value;
+} lf_aws_header;
+
+typedef struct lf_aws_request {
+    const char *method;  /* "POST", "PUT", ... */
+    const char *url;     /* absolute; path and query already
+                            percent-encoded; sent and signed as given */
+    const char *service; /* signing name: "logs", "s3" */
+    const char *region;  /* NULL: the identity's region */
+    const lf_aws_header *headers; /* besides Host and the signing headers */
+    size_t n_headers;
+    const void *body;
+    size_t body_len;
+    int s3;               /* S3 signing rules (no path normalisation,
+                             x-amz-content-sha256) */
+    int unsigned_payload; /* with s3: UNSIGNED-PAYLOAD */
+    uint32_t timeout_ms;  /* 0: the agent's aws.request_timeout */
+} lf_aws_request;
+
+/* One classification for every AWS answer. */
+typedef enum lf_aws_class {
+    LF_AWS_OK = 0,
+    LF_AWS_RETRYABLE = 1, /* throttling, 429, 5xx, timeouts, resets */
+    LF_AWS_PERMANENT = 2, /* validation, access denied, not found, ... */
+    LF_AWS_AUTH = 3,      /* credentials refused even after a refresh */
+} lf_aws_class;
+
+typedef struct lf_aws_result {
+    lf_aws_class cls;
+    long status;          /* HTTP status; 0 if no answer arrived */
+    const char *body;     /* NUL-terminated; owned by the host */
+    size_t body_len;
+    char code[128];       /* AWS error code ("ThrottlingException") */
+    char message[512];    /* AWS message; never holds a secret */
+    char request_id[128];
+    uint32_t retry_after_ms;
+    void *priv;           /* host's; release with aws_result_free */
+} lf_aws_result;
+
 struct lf_host {
     uint32_t abi_version;
     uint32_t struct_size;
@@ -174,7 +237,38 @@ struct lf_host {
 
     /* Owned by the host; do not touch. */
     void *priv;
+
+    /* ---- AWS (added in ABI 1; a sink checks struct_size covers them) ----
+     * Credentials and signing are the host's: a sink never sees a secret.
+     *
+     * aws_creds_acquire: a handle for `id` (borrowed for the call); NULL
+     * with a reason in err (no secret in it) if the identity is invalid
+     * (bad ARN, ExternalId, session name). Obtaining the credentials
+     * themselves happens on first use, so a destination that is down does
+     * not fail create(). Release with aws_creds_release (accepts NULL).
+     *
+     * aws_call: sign `req` with the handle's credentials (refreshed ahead
+     * of expiry) and perform it with connection reuse. On an expired or
+     * unrecognised token answer the credentials are refreshed and the call
+     * made once more. Fills *out (always; free it with aws_result_free)
+     * and returns out->cls. Blocking; thread-safe.
+     *
+     * aws_result_header: copy response header `name` into out (cap bytes);
+     * returns its length, or (size_t)-1 if absent. */
+    lf_aws_creds *(*aws_creds_acquire)(const lf_host *h,
+                                       const lf_aws_identity *id, char *err,
+                                       size_t errlen);
+    void (*aws_creds_release)(const lf_host *h, lf_aws_creds *c);
+    lf_aws_class (*aws_call)(const lf_host *h, lf_aws_creds *c,
+                             const lf_aws_request *req, lf_aws_result *out);
+    size_t (*aws_result_header)(const lf_host *h, const lf_aws_result *r,
+                                const char *name, char *out, size_t cap);
+    void (*aws_result_free)(const lf_host *h, lf_aws_result *r);
 };
+
+/* Whether host `h` lends member `m` (the table only grows at the end). */
+#define LF_HOST_HAS(h, m)                                                     \
+    ((h)->struct_size >= offsetof(lf_host, m) + sizeof((h)->m) && (h)->m)
 
 /* ---- the module ------------------------------------------------------- */
 
