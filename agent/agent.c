@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "aws_host.h"
 #include "config.h"
 #include "delivery.h"
 #include "log.h"
@@ -38,6 +39,7 @@ typedef struct agent {
     sink_runner **runners;
     size_t n_runners;
     char *spool_dir, *state_dir; /* fixed for the life of the process */
+    aws_host *aws;
 } agent;
 
 int agent_mkdirs(const char *dir)
@@ -265,6 +267,12 @@ int agent_run(const char *conf_path, const char *module_dir_override)
                   path, err);
         goto out;
     }
+    /* The aws group is read once: changing it needs a restart. */
+    a.aws = aws_host_create(&a.conf->aws, err, sizeof err);
+    if (!a.aws) {
+        log_error("msg=\"cannot set up AWS services\" error=\"%s\"", err);
+        goto out;
+    }
     if (spool_watch_open(&a.watch, spool, err, sizeof err) != 0) {
         log_error("msg=\"cannot watch spool\" error=\"%s\"", err);
         goto out;
@@ -276,6 +284,7 @@ int agent_run(const char *conf_path, const char *module_dir_override)
         .dead_letters = a.dead,
         .dead_lock = &a.dead_lock,
         .rescan_ms = (int)conf_int(&a.conf->spool, PK_RESCAN),
+        .aws = a.aws,
     };
 
     sigset_t set;
@@ -375,6 +384,7 @@ out:
     if (a.dead)
         lf_writer_close(a.dead);
     spool_watch_close(&a.watch);
+    aws_host_destroy(a.aws);
     agent_conf_free(a.conf);
     sink_registry_free(a.reg);
     conf_errors_free(&errs);

@@ -46,6 +46,51 @@ const lf_conf_key conf_delivery_keys[DK__COUNT] = {
                               "exits anyway (cursors stay safe)."},
 };
 
+const lf_conf_key conf_aws_keys[AK__COUNT] = {
+    [AK_REGION] = {"region", LF_CONF_STRING, 0, NULL, 1, 64, NULL,
+                   "Default region for STS (else AWS_REGION, "
+                   "AWS_DEFAULT_REGION, us-east-1)."},
+    [AK_PROFILE] = {"profile", LF_CONF_STRING, 0, NULL, 1, 128, NULL,
+                    "Profile of the shared config/credentials files (else "
+                    "AWS_PROFILE, default)."},
+    [AK_ACCESS_KEY_ID] = {"access_key_id", LF_CONF_STRING, 0, NULL, 16, 128,
+                          NULL,
+                          "Static access key id. Allowed, with a warning: "
+                          "prefer the environment, profiles or roles."},
+    [AK_SECRET_ACCESS_KEY] = {"secret_access_key", LF_CONF_STRING, 0, NULL, 1,
+                              256, NULL,
+                              "Static secret key (with access_key_id)."},
+    [AK_SESSION_TOKEN] = {"session_token", LF_CONF_STRING, 0, NULL, 1, 8192,
+                          NULL, "Static session token (optional)."},
+    [AK_STS_ENDPOINT] = {"sts_endpoint", LF_CONF_STRING, 0, NULL, 1, 512, NULL,
+                         "STS endpoint override (VPC endpoint, FIPS, "
+                         "emulator); else https://sts.<region>.amazonaws.com."},
+    [AK_IMDS_ENDPOINT] = {"imds_endpoint", LF_CONF_STRING, 0, NULL, 1, 512,
+                          NULL,
+                          "Instance metadata endpoint override (else "
+                          "AWS_EC2_METADATA_SERVICE_ENDPOINT, "
+                          "http://169.254.169.254)."},
+    [AK_CONTAINER_ENDPOINT] = {"container_endpoint", LF_CONF_STRING, 0, NULL, 1,
+                               512, NULL,
+                               "Container credentials host override for "
+                               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI."},
+    [AK_CA_FILE] = {"ca_file", LF_CONF_STRING, 0, NULL, 1, 4096, NULL,
+                    "CA bundle for TLS verification (else the system's)."},
+    [AK_CA_PATH] = {"ca_path", LF_CONF_STRING, 0, NULL, 1, 4096, NULL,
+                    "CA directory for TLS verification."},
+    [AK_INSECURE_TLS] = {"insecure_tls", LF_CONF_BOOL, 0, "false", 0, 0, NULL,
+                         "Skip TLS verification. For tests only; logged "
+                         "loudly."},
+    [AK_CONNECT_TIMEOUT] = {"connect_timeout", LF_CONF_DURATION, 0, "5s", 100,
+                            600000, NULL, "TCP+TLS connect timeout."},
+    [AK_REQUEST_TIMEOUT] = {"request_timeout", LF_CONF_DURATION, 0, "30s", 100,
+                            3600000, NULL,
+                            "Total time allowed for one AWS request."},
+    [AK_MAX_RESPONSE] = {"max_response_bytes", LF_CONF_SIZE, 0, "8MB", 1024,
+                         1LL << 30, NULL,
+                         "Largest AWS answer accepted; larger is an error."},
+};
+
 const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
     [SK_NAME] = {"name", LF_CONF_STRING, 1, NULL, 1, 64, NULL,
                  "Instance name, unique; names the cursor and log lines."},
@@ -515,6 +560,7 @@ void agent_conf_free(agent_conf *c)
     conf_block_free(&c->top);
     conf_block_free(&c->spool);
     conf_block_free(&c->delivery);
+    conf_block_free(&c->aws);
     free(c->path);
     free(c);
 }
@@ -622,9 +668,11 @@ agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
     config_setting_t *root = config_root_setting(&cfg);
     if (block_init(&c->top, conf_top_keys, TK__COUNT) ||
         block_init(&c->spool, conf_spool_keys, PK__COUNT) ||
-        block_init(&c->delivery, conf_delivery_keys, DK__COUNT))
+        block_init(&c->delivery, conf_delivery_keys, DK__COUNT) ||
+        block_init(&c->aws, conf_aws_keys, AK__COUNT))
         goto fail;
-    static const char *const groups[] = {"spool", "delivery", "sinks", NULL};
+    static const char *const groups[] = {"spool", "delivery", "aws", "sinks",
+                                         NULL};
     block_read(&c->top, NULL, root, path, "", groups, errs);
     config_setting_t *g;
     if ((g = config_setting_get_member(root, "spool"))) {
@@ -641,9 +689,25 @@ agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
         else
             block_read(&c->delivery, NULL, g, path, "delivery", NULL, errs);
     }
+    if ((g = config_setting_get_member(root, "aws"))) {
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+            conf_errors_add(errs, "%s:%d: aws: expected a group", path,
+                            config_setting_source_line(g));
+        else
+            block_read(&c->aws, NULL, g, path, "aws", NULL, errs);
+    }
+    if (!c->aws.v[AK_ACCESS_KEY_ID].present !=
+        !c->aws.v[AK_SECRET_ACCESS_KEY].present)
+        conf_errors_add(errs,
+                        "%s:%d: aws: access_key_id and secret_access_key go "
+                        "together",
+                        path,
+                        c->aws.v[AK_ACCESS_KEY_ID].line +
+                            c->aws.v[AK_SECRET_ACCESS_KEY].line);
     block_finish(&c->top, path, 1, "", errs);
     block_finish(&c->spool, path, 1, "spool", errs);
     block_finish(&c->delivery, path, 1, "delivery", errs);
+    block_finish(&c->aws, path, 1, "aws", errs);
     if (c->top.v[TK_LOG_LEVEL].s == NULL)
         c->top.v[TK_LOG_LEVEL].i = LF_LOG_INFO;
 

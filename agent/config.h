@@ -67,12 +67,30 @@ typedef struct sink_conf {
 enum { TK_LOG_LEVEL, TK_STATE_DIR, TK_MODULE_DIR, TK__COUNT };
 enum { PK_DIR, PK_MAX_BYTES, PK_RESCAN, PK__COUNT };
 enum { DK_SHUTDOWN_DEADLINE, DK__COUNT };
+enum {
+    AK_REGION,
+    AK_PROFILE,
+    AK_ACCESS_KEY_ID,
+    AK_SECRET_ACCESS_KEY,
+    AK_SESSION_TOKEN,
+    AK_STS_ENDPOINT,
+    AK_IMDS_ENDPOINT,
+    AK_CONTAINER_ENDPOINT,
+    AK_CA_FILE,
+    AK_CA_PATH,
+    AK_INSECURE_TLS,
+    AK_CONNECT_TIMEOUT,
+    AK_REQUEST_TIMEOUT,
+    AK_MAX_RESPONSE,
+    AK__COUNT
+};
 
 typedef struct agent_conf {
     char *path;
     conf_block top;      /* TK_* */
     conf_block spool;    /* PK_* */
     conf_block delivery; /* DK_* */
+    conf_block aws;      /* AK_* */
     sink_conf *sinks;
     size_t n_sinks;
 } agent_conf;
@@ -104,6 +122,7 @@ int conf_parse_duration(const char *s, int64_t *out);
 extern const lf_conf_key conf_top_keys[TK__COUNT];
 extern const lf_conf_key conf_spool_keys[PK__COUNT];
 extern const lf_conf_key conf_delivery_keys[DK__COUNT];
+extern const lf_conf_key conf_aws_keys[AK__COUNT];
 extern const lf_conf_key conf_sink_common_keys[SK__COUNT];
 
 /* Write the Markdown reference for a key table to `out`. */

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "aws_host.h"
 #include "cursor.h"
 #include "log.h"
 #include "spool_reader.h"
@@ -172,6 +173,8 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (env->aws)
+        aws_host_attach(env->aws, &r->host.pub);
     r->max_records = (uint32_t)conf_int(&r->conf.common, SK_BATCH_RECORDS);
     if (!r->max_records)
         r->max_records = r->conf.ops->max_batch_records

@@ -31,6 +31,7 @@ typedef struct delivery_env {
     lf_writer *dead_letters;    /* thread-safe; NULL: none */
     pthread_mutex_t *dead_lock; /* serialises flush+cursor ordering */
     int rescan_ms;
+    struct aws_host *aws;           /* AWS services for sinks; NULL: none */
 } delivery_env;
 
 /* Create the instance of `sc` (calls the module's create) and load its

@@ -33,6 +33,7 @@ typedef struct sink_host {
     host_counter counters[HOST_MAX_COUNTERS];
     size_t n_counters;
     host_scratch *scratch; /* memory for field() answers of one batch */
+    struct aws_host *aws;  /* AWS services, shared by all hosts; NULL */
 } sink_host;
 
 /* Set up a host for the sink instance `name` of module `type`. Returns 0

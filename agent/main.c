@@ -15,6 +15,9 @@
 #include <time.h>
 
 #include "agent.h"
+#include "aws/awshttp.h"
+#include "aws_host.h"
+#include "host.h"
 #include "config.h"
 #include "cursor.h"
 #include "log.h"
@@ -35,6 +38,8 @@ static const char *usage_main =
     "  dump        print spool or dead-letter segments as NDJSON\n"
     "  status      per sink: cursor, backlog, oldest undelivered record\n"
     "  config-doc  print the configuration reference (Markdown)\n"
+    "  aws-check   resolve AWS credentials (and a role) and ask STS who we "
+    "are\n"
     "\n"
     "  logferry <command> --help   options of a command\n"
     "  logferry --version\n";
@@ -734,6 +739,166 @@ static int cmd_status(int argc, char **argv)
     return 0;
 }
 
+/* ---- aws-check ------------------------------------------------------ */
+
+typedef struct awscheck_opts {
+    const char *region, *role_arn, *external_id, *session_name;
+    long repeat, interval_ms;
+} awscheck_opts;
+
+static int awscheck_extra(int c, const char *arg, void *ud)
+{
+    awscheck_opts *o = ud;
+    switch (c) {
+    case 'r':
+        o->region = arg;
+        return 0;
+    case 'R':
+        o->role_arn = arg;
+        return 0;
+    case 'E':
+        o->external_id = arg;
+        return 0;
+    case 'N':
+        o->session_name = arg;
+        return 0;
+    case 'n':
+        o->repeat = strtol(arg, NULL, 10);
+        return o->repeat > 0 ? 0 : -1;
+    case 'i':
+        o->interval_ms = strtol(arg, NULL, 10);
+        return 0;
+    }
+    return -1;
+}
+
+/* Ask STS who we are, with the credentials the agent would use: proves
+ * the credential chain, the role and the ExternalId before a sink needs
+ * them. */
+static int cmd_aws_check(int argc, char **argv)
+{
+    struct option more[] = {{"region", required_argument, NULL, 'r'},
+                            {"role-arn", required_argument, NULL, 'R'},
+                            {"external-id", required_argument, NULL, 'E'},
+                            {"session-name", required_argument, NULL, 'N'},
+                            {"repeat", required_argument, NULL, 'n'},
+                            {"interval-ms", required_argument, NULL, 'i'},
+                            {NULL, 0, NULL, 0}};
+    awscheck_opts ao = {.repeat = 1, .interval_ms = 1000};
+    common_opts o;
+    int i = parse_opts(
+        argc, argv,
+        "usage: logferry aws-check [-c FILE] [--region R] [--role-arn ARN "
+        "[--external-id ID]]\n"
+        "Resolve AWS credentials as the agent does (the aws group of the "
+        "config, the\nstandard chain, then AssumeRole if --role-arn is "
+        "given) and call STS\nGetCallerIdentity; print the account and ARN. "
+        "Exit 0 if it worked, 1 if not.\n" COMMON_HELP
+        "      --region R          STS region (default: aws.region, else "
+        "us-east-1)\n"
+        "      --role-arn ARN      assume this role\n"
+        "      --external-id ID    with this ExternalId\n"
+        "      --session-name N    role session name\n"
+        "  -n, --repeat N          call N times (credential refresh "
+        "checks)\n"
+        "      --interval-ms MS    between calls (default 1000)\n",
+        "n:", more, awscheck_extra, &ao, &o);
+    if (i < 0)
+        return i == -1 ? 0 : 2;
+    sink_registry *reg = sink_registry_new();
+    agent_conf *c = load_conf(&o, reg);
+    int rc = 1;
+    aws_host *aws = NULL;
+    sink_host host;
+    int host_ok = 0;
+    lf_aws_creds *cr = NULL;
+    if (!c)
+        goto out;
+    log_set_level((lf_log_level)conf_int(&c->top, TK_LOG_LEVEL));
+    char err[1024];
+    if (!(aws = aws_host_create(&c->aws, err, sizeof err))) {
+        fprintf(stderr, "aws-check: %s\n", err);
+        goto out;
+    }
+    if (sink_host_init(&host, "cli", "aws-check") != 0)
+        goto out;
+    host_ok = 1;
+    aws_host_attach(aws, &host.pub);
+    const char *region = ao.region ? ao.region
+                         : conf_str(&c->aws, AK_REGION)
+                             ? conf_str(&c->aws, AK_REGION)
+                             : "us-east-1";
+    lf_aws_identity id = {.region = region,
+                          .role_arn = ao.role_arn,
+                          .external_id = ao.external_id,
+                          .session_name = ao.session_name};
+    cr = host.pub.aws_creds_acquire(&host.pub, &id, err, sizeof err);
+    if (!cr) {
+        fprintf(stderr, "aws-check: %s\n", err);
+        goto out;
+    }
+    char url[512];
+    if (awshttp_endpoint(conf_str(&c->aws, AK_STS_ENDPOINT), "sts", region, url,
+                         sizeof url) != 0) {
+        fprintf(stderr, "aws-check: bad region or endpoint\n");
+        goto out;
+    }
+    static const char body[] = "Action=GetCallerIdentity&Version=2011-06-15";
+    lf_aws_header hd[] = {
+        {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}};
+    lf_aws_request req = {.method = "POST",
+                          .url = url,
+                          .service = "sts",
+                          .headers = hd,
+                          .n_headers = 1,
+                          .body = body,
+                          .body_len = sizeof body - 1};
+    rc = 0;
+    for (long k = 0; k < ao.repeat; k++) {
+        if (k) {
+            struct timespec ts = {ao.interval_ms / 1000,
+                                  (ao.interval_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        lf_aws_result res;
+        lf_aws_class cls = host.pub.aws_call(&host.pub, cr, &req, &res);
+        if (cls == LF_AWS_OK) {
+            static const char *const names[] = {"Account", "Arn"};
+            char *vals[2] = {NULL, NULL};
+            if (awshttp_xml_fields(res.body, res.body_len, names, vals, 2,
+                                   2048) == 0 &&
+                vals[0])
+                printf("account=%s arn=%s\n", vals[0], vals[1] ? vals[1] : "");
+            else {
+                fprintf(stderr, "aws-check: unexpected STS answer\n");
+                rc = 1;
+            }
+            free(vals[0]);
+            free(vals[1]);
+        } else {
+            fprintf(stderr,
+                    "aws-check: %s: http=%ld code=%s message=\"%s\" "
+                    "request_id=%s\n",
+                    cls == LF_AWS_RETRYABLE ? "retryable error"
+                    : cls == LF_AWS_AUTH    ? "authentication failed"
+                                            : "refused",
+                    res.status, res.code, res.message, res.request_id);
+            rc = 1;
+        }
+        host.pub.aws_result_free(&host.pub, &res);
+        fflush(stdout);
+    }
+out:
+    if (cr)
+        host.pub.aws_creds_release(&host.pub, cr);
+    if (host_ok)
+        sink_host_destroy(&host);
+    aws_host_destroy(aws);
+    agent_conf_free(c);
+    sink_registry_free(reg);
+    return rc;
+}
+
 /* ---- config-doc ------------------------------------------------------ */
 
 static int cmd_config_doc(int argc, char **argv)
@@ -763,6 +928,8 @@ static int cmd_config_doc(int argc, char **argv)
     conf_doc_table(stdout, conf_spool_keys, PK__COUNT);
     printf("\n## `delivery`\n\n");
     conf_doc_table(stdout, conf_delivery_keys, DK__COUNT);
+    printf("\n## `aws`: credentials and HTTP for the AWS sinks\n\n");
+    conf_doc_table(stdout, conf_aws_keys, AK__COUNT);
     printf("\n## `sinks`: keys of every sink\n\n");
     conf_doc_table(stdout, conf_sink_common_keys, SK__COUNT);
     static char *defaults[] = {"file", "stdout", NULL};
@@ -805,9 +972,13 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"run", cmd_run},       {"check", cmd_check},
-                {"emit", cmd_emit},     {"dump", cmd_dump},
-                {"status", cmd_status}, {"config-doc", cmd_config_doc}};
+    } cmds[] = {{"run", cmd_run},
+                {"check", cmd_check},
+                {"emit", cmd_emit},
+                {"dump", cmd_dump},
+                {"status", cmd_status},
+                {"config-doc", cmd_config_doc},
+                {"aws-check", cmd_aws_check}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
