@@ -175,6 +175,9 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
     }
     if (env->aws)
         aws_host_attach(env->aws, &r->host.pub);
+    if (sink_host_set_instance_dir(&r->host, env->state_dir, r->conf.name, err,
+                                   errlen) != 0)
+        goto fail;
     r->max_records = (uint32_t)conf_int(&r->conf.common, SK_BATCH_RECORDS);
     if (!r->max_records)
         r->max_records = r->conf.ops->max_batch_records

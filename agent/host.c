@@ -3,11 +3,13 @@
  */
 #include "host.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "agent.h"
 #include "log.h"
 #include "record_json.h"
 
@@ -152,10 +154,33 @@ void sink_host_reset_batch(sink_host *h)
     }
 }
 
+int sink_host_set_instance_dir(sink_host *h, const char *state_dir,
+                               const char *name, char *err, size_t errlen)
+{
+    size_t n = strlen(state_dir) + strlen(name) + 16;
+    char *p = malloc(n);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(p, n, "%s/sinks/%s", state_dir, name);
+    if (agent_mkdirs(p) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", p, strerror(errno));
+        free(p);
+        return -1;
+    }
+    free(h->instance_dir);
+    h->instance_dir = p;
+    h->pub.instance_dir = p;
+    return 0;
+}
+
 void sink_host_destroy(sink_host *h)
 {
     if (!h)
         return;
+    free(h->instance_dir);
+    h->instance_dir = NULL;
     sink_host_reset_batch(h);
     free(h->scratch);
     h->scratch = NULL;

@@ -34,11 +34,17 @@ typedef struct sink_host {
     size_t n_counters;
     host_scratch *scratch; /* memory for field() answers of one batch */
     struct aws_host *aws;  /* AWS services, shared by all hosts; NULL */
+    char *instance_dir;    /* owned; pub.instance_dir points here */
 } sink_host;
 
 /* Set up a host for the sink instance `name` of module `type`. Returns 0
  * or -1 (out of memory). Release with sink_host_destroy(). */
 int sink_host_init(sink_host *h, const char *type, const char *name);
+
+/* Create <state_dir>/sinks/<name> (0700) and lend it as
+ * pub.instance_dir. Returns 0, or -1 with err set. */
+int sink_host_set_instance_dir(sink_host *h, const char *state_dir,
+                               const char *name, char *err, size_t errlen);
 
 /* Free what the host holds. Accepts NULL. */
 void sink_host_destroy(sink_host *h);

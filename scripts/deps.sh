@@ -17,3 +17,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+
+# The AWS tests run moto (a third-party AWS emulator) from the default
+# python3, with boto3 to check results. The machine image ships them;
+# elsewhere, install them from PyPI.
+if ! python3 -c "import moto.server, boto3" 2>/dev/null; then
+  echo "deps: moto/boto3 missing; installing moto[server] and boto3 with pip"
+  python3 -m pip install --quiet "moto[server]" boto3 || {
+    echo "deps: cannot install moto; the AWS tests need it (python3 -m pip install 'moto[server]' boto3)" >&2
+    exit 1
+  }
+fi

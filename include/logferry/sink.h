@@ -264,6 +264,12 @@ struct lf_host {
     size_t (*aws_result_header)(const lf_host *h, const lf_aws_result *r,
                                 const char *name, char *out, size_t cap);
     void (*aws_result_free)(const lf_host *h, lf_aws_result *r);
+
+    /* A directory of this instance's own (<state_dir>/sinks/<name>, mode
+     * 0700, created by the host) for data the sink must keep across
+     * restarts: staged objects, upload ids. The agent's retention rules
+     * (spool.max_age) apply to what a sink stages here. */
+    const char *instance_dir;
 };
 
 /* Whether host `h` lends member `m` (the table only grows at the end). */

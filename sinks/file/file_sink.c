@@ -416,7 +416,8 @@ static lf_deliver_status file_deliver(void *inst, lf_batch *batch)
 static int file_flush(void *inst)
 {
     file_sink *fs = inst;
-    if (fs->fd >= 0 && fdatasync(fs->fd) != 0) {
+    /* With fsync = false the user chose not to sync, also at shutdown. */
+    if (fs->fsync && fs->fd >= 0 && fdatasync(fs->fd) != 0) {
         fs->host->log(fs->host, LF_LOG_ERROR, "fdatasync %s: %s", fs->path,
                       strerror(errno));
         return -1;
