@@ -22,6 +22,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "log.h"
+#include "retention.h"
 #include "sink_loader.h"
 #include "spool_format.h"
 #include "spool_writer_internal.h"
@@ -40,6 +41,7 @@ typedef struct agent {
     size_t n_runners;
     char *spool_dir, *state_dir; /* fixed for the life of the process */
     aws_host *aws;
+    int warned_live_age;
 } agent;
 
 int agent_mkdirs(const char *dir)
@@ -117,34 +119,88 @@ static int remove_runner(agent *a, size_t i, int64_t deadline_ms)
     return rc;
 }
 
-/* Delete segments every running sink has finished. This is also where
- * retention rules plug in (keep_delivered, max_age): a segment is removed
- * here and nowhere else on the agent side. */
+/* Remove what may go: segments every running sink has finished (after
+ * spool.keep_delivered), and anything older than spool.max_age, delivered
+ * or not (retention.h). This is the one place the agent deletes spool
+ * data. */
 static void collect_garbage(agent *a)
 {
-    if (a->n_runners == 0)
-        return;
+    int64_t max_age = conf_int(&a->conf->spool, PK_MAX_AGE);
+    int64_t keep = conf_int(&a->conf->spool, PK_KEEP_DELIVERED);
+    int64_t now = host_now_ns();
     size_t n;
     uint64_t gen;
     char **names = spool_watch_list(&a->watch, &n, &gen);
     if (!names)
         return;
     for (size_t i = 0; i < n; i++) {
-        int all = 1;
-        for (size_t j = 0; j < a->n_runners && all; j++)
-            all = sink_runner_done_with(a->runners[j], names[i]);
-        if (!all)
-            continue;
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", a->env.spool_dir, names[i]);
+        int all = a->n_runners > 0;
+        for (size_t j = 0; j < a->n_runners && all; j++)
+            all = sink_runner_done_with(a->runners[j], names[i]);
+        int64_t age = 0;
+        int live = 0;
+        if ((all && keep > 0) || max_age > 0) {
+            if (retention_segment_age(path, now, &age, &live) != 0)
+                continue;
+        }
+        const char *why = NULL;
+        if (all && age >= keep)
+            why = "delivered";
+        else if (max_age > 0 && age >= max_age && !live)
+            why = "expired";
+        if (!why) {
+            int64_t created;
+            if (max_age > 0 && live &&
+                retention_segment_created_age(path, now, &created) == 0 &&
+                created >= max_age && !a->warned_live_age) {
+                /* Deleting it would lose what the writer appends next. */
+                log_warn("msg=\"segment still open by its writer past "
+                         "spool.max_age; set the writers' rotate_age below "
+                         "max_age\" segment=%s age_ms=%lld",
+                         names[i], (long long)created);
+                a->warned_live_age = 1;
+            }
+            continue;
+        }
+        if (*why == 'e') {
+            /* Count, per sink, what leaves undelivered. */
+            for (size_t j = 0; j < a->n_runners; j++) {
+                sink_runner *r = a->runners[j];
+                if (sink_runner_done_with(r, names[i]))
+                    continue;
+                uint64_t lost = retention_frames_from(
+                    path, sink_runner_offset(r, names[i]));
+                if (lost) {
+                    sink_host_count(sink_runner_host(r), "retention_purged",
+                                    lost);
+                    log_warn("msg=\"retention purged undelivered records\" "
+                             "sink=%s segment=%s records=%llu age_ms=%lld",
+                             sink_runner_name(r), names[i],
+                             (unsigned long long)lost, (long long)age);
+                }
+            }
+        }
         if (unlink(path) == 0)
-            log_debug("msg=\"delivered segment removed\" segment=%s", names[i]);
+            log_msg(*why == 'e' ? LF_LOG_INFO : LF_LOG_DEBUG, NULL,
+                    "msg=\"segment removed\" reason=%s segment=%s age_ms=%lld",
+                    why, names[i], (long long)age);
         else if (errno != ENOENT)
-            log_warn("msg=\"cannot remove delivered segment\" path=%s "
-                     "error=\"%s\"",
-                     path, strerror(errno));
+            log_warn("msg=\"cannot remove segment\" path=%s error=\"%s\"", path,
+                     strerror(errno));
     }
     spool_watch_free_list(names, n);
+    if (max_age > 0) {
+        char dl[PATH_MAX];
+        uint64_t records = 0;
+        snprintf(dl, sizeof dl, "%s/deadletter", a->state_dir);
+        unsigned k = retention_sweep_dir(dl, max_age, now, &records);
+        if (k)
+            log_info("msg=\"retention purged dead letters\" segments=%u "
+                     "records=%llu",
+                     k, (unsigned long long)records);
+    }
 }
 
 static void write_status(agent *a)
@@ -260,7 +316,12 @@ int agent_run(const char *conf_path, const char *module_dir_override)
     snprintf(path, sizeof path, "%s/deadletter", state);
     lf_writer_options wo;
     lf_writer_options_init(&wo);
+    /* Dead letters obey spool.max_age: rotate well inside it so a sealed
+       segment can be purged on time. */
+    int64_t max_age = conf_int(&a.conf->spool, PK_MAX_AGE);
     wo.rotate_age_ms = 60000;
+    if (max_age > 0 && max_age / 2 < wo.rotate_age_ms)
+        wo.rotate_age_ms = max_age / 2 > 500 ? (uint32_t)(max_age / 2) : 500;
     if (spool_writer_open_flags(path, &wo, SPOOL_FLAG_DEAD_LETTER, &a.dead, err,
                                 sizeof err) != LF_OK) {
         log_error("msg=\"cannot open dead-letter spool\" path=%s error=\"%s\"",

@@ -36,6 +36,15 @@ const lf_conf_key conf_spool_keys[PK__COUNT] = {
                    NULL,
                    "Period of the full directory rescan that backs up "
                    "inotify."},
+    [PK_MAX_AGE] = {"max_age", LF_CONF_DURATION, 0, "0", 0, INT64_MAX, NULL,
+                    "No record stays on the local disk longer than this, "
+                    "delivered or not (0: no limit). A record overstays by at "
+                    "most its writer's rotation interval; dead letters obey "
+                    "it too."},
+    [PK_KEEP_DELIVERED] = {"keep_delivered", LF_CONF_DURATION, 0, "0", 0,
+                           INT64_MAX, NULL,
+                           "Keep segments every sink has delivered this long "
+                           "(for `logferry replay`); max_age still applies."},
 };
 
 const lf_conf_key conf_delivery_keys[DK__COUNT] = {

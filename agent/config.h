@@ -65,7 +65,14 @@ typedef struct sink_conf {
 
 /* Keys of the top level and of the "spool" and "delivery" groups. */
 enum { TK_LOG_LEVEL, TK_STATE_DIR, TK_MODULE_DIR, TK__COUNT };
-enum { PK_DIR, PK_MAX_BYTES, PK_RESCAN, PK__COUNT };
+enum {
+    PK_DIR,
+    PK_MAX_BYTES,
+    PK_RESCAN,
+    PK_MAX_AGE,
+    PK_KEEP_DELIVERED,
+    PK__COUNT
+};
 enum { DK_SHUTDOWN_DEADLINE, DK__COUNT };
 enum {
     AK_REGION,

@@ -17,6 +17,7 @@
 #include "aws_host.h"
 #include "cursor.h"
 #include "log.h"
+#include "spool_codec.h"
 #include "spool_reader.h"
 
 #define DEFAULT_BATCH_RECORDS 4096u
@@ -115,6 +116,9 @@ struct sink_runner {
     size_t n_segs, cap_segs;
     uint64_t seen_gen;
     int synced_once;
+    uint64_t replayed;      /* records offered (replay mode counts them) */
+    const char **done_segs; /* replay: segments read to their end */
+    size_t n_done_segs;
 
     uint32_t max_records, max_bytes;
     lf_record *recs;
@@ -138,6 +142,17 @@ static uint64_t rng_next(uint64_t *s)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+uint64_t sink_runner_replayed(const sink_runner *r)
+{
+    return r->replayed;
+}
+
+size_t sink_runner_finished_segments(sink_runner *r, const char ***names)
+{
+    *names = r->done_segs;
+    return r->n_done_segs;
 }
 
 const char *sink_runner_name(const sink_runner *r)
@@ -200,9 +215,13 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
         r->rng = (uint64_t)host_mono_ns();
 
     char path[PATH_MAX], cerr[512];
-    snprintf(path, sizeof path, "%s/cursors/%s.cursor", env->state_dir,
-             r->conf.name);
-    if (cursor_load(&r->cur, path, cerr, sizeof cerr) != 0) {
+    /* A replay keeps its position in memory only: it never moves or
+       disturbs the live cursor. */
+    snprintf(path, sizeof path, "%s/cursors/%s.%s", env->state_dir,
+             r->conf.name, env->replay ? "replay-unused" : "cursor");
+    if (env->replay) {
+        memset(&r->cur, 0, sizeof r->cur);
+    } else if (cursor_load(&r->cur, path, cerr, sizeof cerr) != 0) {
         /* Starting over re-delivers what the spool still holds: duplicates,
            never a loss. Say so loudly. */
         RLOG(r, LF_LOG_ERROR,
@@ -226,6 +245,7 @@ void sink_runner_free(sink_runner *r)
         spool_reader_close(r->rd);
     for (size_t i = 0; i < r->n_segs; i++)
         free(r->segs[i].name);
+    free(r->done_segs);
     free(r->segs);
     free(r->recs);
     free(r->verdict);
@@ -248,10 +268,30 @@ int sink_runner_done_with(sink_runner *r, const char *name)
     return done;
 }
 
+uint64_t sink_runner_offset(sink_runner *r, const char *name)
+{
+    pthread_mutex_lock(&r->cur_lock);
+    cursor_entry *e = cursor_find(&r->cur, name);
+    uint64_t off = e ? e->offset : 0;
+    pthread_mutex_unlock(&r->cur_lock);
+    return off;
+}
+
 /* ---- cursor --------------------------------------------------------- */
 
 static int commit_cursor(sink_runner *r)
 {
+    if (r->env->replay) {
+        /* Dead letters still must be durable; no cursor to write. */
+        if (r->env->dead_letters) {
+            pthread_mutex_lock(r->env->dead_lock);
+            lf_writer_flush(r->env->dead_letters);
+            pthread_mutex_unlock(r->env->dead_lock);
+        }
+        r->cur_dirty = 0;
+        r->last_commit_ns = host_mono_ns();
+        return 0;
+    }
     /* Dead letters written for this batch must be durable before the
        cursor says the records are behind us. */
     if (r->env->dead_letters) {
@@ -311,6 +351,12 @@ static void sync_segments(sink_runner *r)
     for (size_t i = 0; i < r->n_segs; i++)
         r->segs[i].present = 0;
     for (size_t i = 0; i < n; i++) {
+        int64_t created;
+        if (r->env->replay &&
+            (spool_segment_name_parse(names[i], &created, NULL, NULL) != 0 ||
+             created >= r->env->replay_started_ns))
+            continue; /* written after the replay began (its own dead
+                         letters, among others) */
         size_t j;
         for (j = 0; j < r->n_segs; j++)
             if (strcmp(r->segs[j].name, names[i]) == 0)
@@ -379,8 +425,8 @@ static void sync_segments(sink_runner *r)
         }
         if (!s->done) {
             RLOG(r, LF_LOG_WARN,
-                 "msg=\"segment removed before it was delivered\" "
-                 "segment=%s delivered_up_to=%llu",
+                 "msg=\"segment removed before it was delivered (retention "
+                 "or an operator)\" segment=%s delivered_up_to=%llu",
                  s->name, (unsigned long long)s->acked_off);
             sink_host_count(&r->host, "segments_lost", 1);
         }
@@ -507,6 +553,23 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
     if (r->n_recs == r->max_records ||
         (r->n_recs > 0 && r->batch_bytes + len > r->max_bytes))
         return -1;
+    if (r->env->dead_letter_source) {
+        /* Unwrap: replay the record a sink refused earlier. */
+        Logferry__V1__DeadLetter *dl =
+            logferry__v1__dead_letter__unpack(&r->pb_alloc, len, payload);
+        if (!dl) {
+            RLOG(r, LF_LOG_WARN,
+                 "msg=\"undecodable dead letter skipped\" segment=%s "
+                 "offset=%llu",
+                 s->name, (unsigned long long)off);
+            return 0;
+        }
+        if (!r->env->replay_any_sink &&
+            strcmp(dl->sink ? dl->sink : "", r->conf.name) != 0)
+            return 0;
+        payload = dl->record.data;
+        len = dl->record.len;
+    }
     uint8_t *copy = arena_alloc(&r->arena, len ? len : 1);
     if (!copy)
         return -1;
@@ -525,6 +588,13 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
         dead_letter(r, &bad, "undecodable InvocationRecord");
         return 0;
     }
+    if (r->env->replay &&
+        ((r->env->since_ns && msg->event_time_ns < r->env->since_ns) ||
+         (r->env->until_ns && msg->event_time_ns >= r->env->until_ns) ||
+         (r->env->tenant &&
+          strcmp(msg->tenant_id ? msg->tenant_id : "", r->env->tenant) != 0)))
+        return 0; /* outside the replay's filter */
+    r->replayed++;
     lf_record *rec = &r->recs[r->n_recs++];
     rec->payload = copy;
     rec->len = len;
@@ -749,7 +819,7 @@ static void *runner_main(void *arg)
     }
     r->attempt = 0;
     while (!atomic_load(&r->stop)) {
-        if (!more) {
+        if (!more && !r->env->replay) {
             gen =
                 spool_watch_wait(r->env->watch, r->seen_gen, r->env->rescan_ms);
             if (atomic_load(&r->stop))
@@ -762,6 +832,18 @@ static void *runner_main(void *arg)
         if (r->n_recs > 0) {
             if (deliver_batch(r) != 0)
                 break; /* stopping: the batch stays unacknowledged */
+        } else if (r->env->replay && !more) {
+            /* A replay reads what is there when it starts, once. */
+            for (size_t i = 0; i < r->n_segs; i++) {
+                const char **f =
+                    realloc(r->done_segs, (r->n_done_segs + 1) * sizeof *f);
+                if (!f)
+                    break;
+                r->done_segs = f;
+                if (r->segs[i].complete)
+                    r->done_segs[r->n_done_segs++] = r->segs[i].name;
+            }
+            break;
         }
         int newly_done = advance(r);
         int64_t now = host_mono_ns();

@@ -31,7 +31,17 @@ typedef struct delivery_env {
     lf_writer *dead_letters;    /* thread-safe; NULL: none */
     pthread_mutex_t *dead_lock; /* serialises flush+cursor ordering */
     int rescan_ms;
-    struct aws_host *aws;           /* AWS services for sinks; NULL: none */
+    struct aws_host *aws; /* AWS services for sinks; NULL: none */
+
+    /* `logferry replay`: read what the spool holds once, filtered, without
+       a durable cursor, then stop (sink_runner_join returns). */
+    int replay;
+    int64_t since_ns, until_ns; /* event time window; 0: open */
+    const char *tenant;         /* only this tenant; NULL: all */
+    int dead_letter_source;     /* frames are DeadLetters: replay those of
+                                   this sink (all if replay_any_sink) */
+    int replay_any_sink;
+    int64_t replay_started_ns; /* segments created later are not read */
 } delivery_env;
 
 /* Create the instance of `sc` (calls the module's create) and load its
@@ -54,6 +64,16 @@ void sink_runner_free(sink_runner *r);
 
 /* Whether this sink has finished segment `name` (durably recorded). */
 int sink_runner_done_with(sink_runner *r, const char *name);
+
+/* The durable position of this sink in segment `name`: 0 if it has none
+ * yet. */
+uint64_t sink_runner_offset(sink_runner *r, const char *name);
+
+/* After a replay: how many records it offered, and the segments it read
+ * to their end (for `replay --dead-letter` to remove). The list is owned
+ * by the runner. */
+uint64_t sink_runner_replayed(const sink_runner *r);
+size_t sink_runner_finished_segments(sink_runner *r, const char ***names);
 
 const char *sink_runner_name(const sink_runner *r);
 const sink_conf *sink_runner_conf(const sink_runner *r);

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "aws/awshttp.h"
@@ -24,7 +26,11 @@
 #include "logferry/writer.h"
 #include "record_input.h"
 #include "record_json.h"
+#include "delivery.h"
 #include "sink_loader.h"
+#include "spool_format.h"
+#include "spool_writer_internal.h"
+#include "tail.h"
 #include "spool_reader.h"
 
 static const char *usage_main =
@@ -37,6 +43,7 @@ static const char *usage_main =
     "stdin)\n"
     "  dump        print spool or dead-letter segments as NDJSON\n"
     "  status      per sink: cursor, backlog, oldest undelivered record\n"
+    "  replay      re-deliver spooled or dead-lettered records to one sink\n"
     "  config-doc  print the configuration reference (Markdown)\n"
     "  aws-check   resolve AWS credentials (and a role) and ask STS who we "
     "are\n"
@@ -899,6 +906,192 @@ out:
     return rc;
 }
 
+/* ---- replay --------------------------------------------------------- */
+
+typedef struct replay_opts {
+    const char *sink, *tenant;
+    int64_t since_ns, until_ns;
+    int dead, any_sink, bad;
+} replay_opts;
+
+/* "2026-11-25T13:00:00Z", with optional fraction, or "@<unix seconds>". */
+static int parse_time_arg(const char *s, int64_t *out)
+{
+    if (s[0] == '@') {
+        char *end;
+        long long v = strtoll(s + 1, &end, 10);
+        if (*end || end == s + 1)
+            return -1;
+        *out = v * 1000000000LL;
+        return 0;
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -1;
+    int64_t frac = 0, scale = 100000000;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    if (strcmp(p, "Z") != 0)
+        return -1;
+    *out = (int64_t)timegm(&tm) * 1000000000LL + frac;
+    return 0;
+}
+
+static int replay_extra(int c, const char *arg, void *ud)
+{
+    replay_opts *o = ud;
+    switch (c) {
+    case 's':
+        o->sink = arg;
+        return 0;
+    case 't':
+        o->tenant = arg;
+        return 0;
+    case 'd':
+        o->dead = 1;
+        return 0;
+    case 'A':
+        o->any_sink = 1;
+        return 0;
+    case 'S':
+    case 'U':
+        if (parse_time_arg(arg, c == 'S' ? &o->since_ns : &o->until_ns)) {
+            fprintf(stderr,
+                    "replay: bad time '%s' (use 2026-11-25T13:00:00Z "
+                    "or @<unix seconds>)\n",
+                    arg);
+            o->bad = 1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* Re-deliver what the spool (or the dead-letter spool) still holds to one
+ * sink, without touching the live cursors; may run beside the agent. */
+static int cmd_replay(int argc, char **argv)
+{
+    struct option more[] = {{"sink", required_argument, NULL, 's'},
+                            {"since", required_argument, NULL, 'S'},
+                            {"until", required_argument, NULL, 'U'},
+                            {"tenant", required_argument, NULL, 't'},
+                            {"dead-letter", no_argument, NULL, 'd'},
+                            {"any-sink", no_argument, NULL, 'A'},
+                            {NULL, 0, NULL, 0}};
+    replay_opts ro = {0};
+    common_opts o;
+    int i = parse_opts(
+        argc, argv,
+        "usage: logferry replay [-c FILE] --sink NAME [--since T] [--until T] "
+        "[--tenant X]\n"
+        "       logferry replay [-c FILE] --sink NAME --dead-letter "
+        "[--any-sink]\n"
+        "Re-deliver the records still in the spool to sink NAME (a "
+        "destination that\nlost data, or a sink added later), filtered by "
+        "event time [since, until) and\ntenant. Live cursors are not moved; "
+        "it can run while the agent runs. Delivered\nsegments stay only for "
+        "spool.keep_delivered. With --dead-letter, re-send the\nrecords NAME "
+        "refused earlier (--any-sink: refused by any sink); dead-letter\n"
+        "segments replayed to the end are removed, records refused again are\n"
+        "dead-lettered again. T is 2026-11-25T13:00:00Z or @<unix "
+        "seconds>.\n" COMMON_HELP,
+        NULL, more, replay_extra, &ro, &o);
+    if (i < 0 || ro.bad)
+        return i == -1 ? 0 : 2;
+    if (!ro.sink) {
+        fprintf(stderr, "replay: --sink NAME is required\n");
+        return 2;
+    }
+    sink_registry *reg = sink_registry_new();
+    agent_conf *c = load_conf(&o, reg);
+    int rc = 1;
+    aws_host *aws = NULL;
+    lf_writer *dead = NULL;
+    spool_watch watch = {0};
+    sink_runner *r = NULL;
+    pthread_mutex_t dead_lock = PTHREAD_MUTEX_INITIALIZER;
+    char err[1024], dir[PATH_MAX], dldir[PATH_MAX];
+    if (!c)
+        goto out;
+    log_set_level((lf_log_level)conf_int(&c->top, TK_LOG_LEVEL));
+    sink_conf *sc = NULL;
+    for (size_t k = 0; k < c->n_sinks; k++)
+        if (strcmp(c->sinks[k].name, ro.sink) == 0)
+            sc = &c->sinks[k];
+    if (!sc) {
+        fprintf(stderr, "replay: no sink named '%s' in %s\n", ro.sink, o.conf);
+        goto out;
+    }
+    const char *state = conf_str(&c->top, TK_STATE_DIR);
+    snprintf(dldir, sizeof dldir, "%s/deadletter", state);
+    snprintf(dir, sizeof dir, "%s",
+             ro.dead ? dldir : conf_str(&c->spool, PK_DIR));
+    int64_t started = host_now_ns();
+    if (!(aws = aws_host_create(&c->aws, err, sizeof err)) ||
+        spool_watch_open(&watch, dir, err, sizeof err) != 0) {
+        fprintf(stderr, "replay: %s\n", err);
+        goto out;
+    }
+    lf_writer_options wo;
+    lf_writer_options_init(&wo);
+    if (spool_writer_open_flags(dldir, &wo, SPOOL_FLAG_DEAD_LETTER, &dead, err,
+                                sizeof err) != LF_OK) {
+        fprintf(stderr, "replay: dead-letter spool %s: %s\n", dldir, err);
+        goto out;
+    }
+    delivery_env env = {
+        .watch = &watch,
+        .spool_dir = dir,
+        .state_dir = state,
+        .dead_letters = dead,
+        .dead_lock = &dead_lock,
+        .rescan_ms = 200,
+        .aws = aws,
+        .replay = 1,
+        .since_ns = ro.since_ns,
+        .until_ns = ro.until_ns,
+        .tenant = ro.tenant,
+        .dead_letter_source = ro.dead,
+        .replay_any_sink = ro.any_sink,
+        .replay_started_ns = started,
+    };
+    if (!(r = sink_runner_new(sc, &env, err, sizeof err)) ||
+        sink_runner_start(r, err, sizeof err) != 0) {
+        fprintf(stderr, "replay: %s\n", err);
+        goto out;
+    }
+    sink_runner_join(r, INT64_MAX / 2000000);
+    const char **done;
+    size_t n_done = sink_runner_finished_segments(r, &done);
+    unsigned removed = 0;
+    if (ro.dead)
+        for (size_t k = 0; k < n_done; k++) {
+            char path[PATH_MAX + 80];
+            snprintf(path, sizeof path, "%s/%s", dir, done[k]);
+            removed += unlink(path) == 0;
+        }
+    fprintf(stderr, "replay: %llu record%s offered to sink %s",
+            (unsigned long long)sink_runner_replayed(r),
+            sink_runner_replayed(r) == 1 ? "" : "s", ro.sink);
+    if (ro.dead)
+        fprintf(stderr, "; %u dead-letter segment%s replayed and removed",
+                removed, removed == 1 ? "" : "s");
+    fprintf(stderr, "\n");
+    rc = 0;
+out:
+    sink_runner_free(r);
+    if (dead)
+        lf_writer_close(dead);
+    spool_watch_close(&watch);
+    aws_host_destroy(aws);
+    agent_conf_free(c);
+    sink_registry_free(reg);
+    return rc;
+}
+
 /* ---- config-doc ------------------------------------------------------ */
 
 static int cmd_config_doc(int argc, char **argv)
@@ -978,7 +1171,8 @@ int main(int argc, char **argv)
                 {"dump", cmd_dump},
                 {"status", cmd_status},
                 {"config-doc", cmd_config_doc},
-                {"aws-check", cmd_aws_check}};
+                {"aws-check", cmd_aws_check},
+                {"replay", cmd_replay}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
