@@ -23,6 +23,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "retention.h"
+#include "route.h"
 #include "sink_loader.h"
 #include "spool_format.h"
 #include "spool_writer_internal.h"
@@ -243,6 +244,11 @@ static void reload(agent *a)
     log_set_level((lf_log_level)conf_int(&nc->top, TK_LOG_LEVEL));
     int64_t deadline = conf_int(&a->conf->delivery, DK_SHUTDOWN_DEADLINE);
     size_t kept = 0, stopped = 0, started = 0;
+    /* Routes decide what every sink reads: if they changed, every sink
+       restarts on the new ones (cursors are kept). */
+    int routes_changed = strcmp(route_table_text(nc->routes),
+                                route_table_text(a->conf->routes)) != 0;
+    a->env.routes = nc->routes;
     /* Stop sinks that are gone or changed. */
     for (size_t i = 0; i < a->n_runners;) {
         const sink_conf *old = sink_runner_conf(a->runners[i]);
@@ -250,7 +256,7 @@ static void reload(agent *a)
         for (size_t j = 0; j < nc->n_sinks; j++)
             if (strcmp(nc->sinks[j].name, old->name) == 0 &&
                 strcmp(nc->sinks[j].fingerprint, old->fingerprint) == 0 &&
-                conf_int(&nc->sinks[j].common, SK_ENABLED))
+                conf_int(&nc->sinks[j].common, SK_ENABLED) && !routes_changed)
                 keep = 1;
         if (keep) {
             i++;
@@ -346,6 +352,7 @@ int agent_run(const char *conf_path, const char *module_dir_override)
         .dead_lock = &a.dead_lock,
         .rescan_ms = (int)conf_int(&a.conf->spool, PK_RESCAN),
         .aws = a.aws,
+        .routes = a.conf->routes,
     };
 
     sigset_t set;

@@ -2,6 +2,7 @@
  * config.c - libconfig file → validated agent_conf. See config.h.
  */
 #include "config.h"
+#include "route.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -570,6 +571,7 @@ void agent_conf_free(agent_conf *c)
     conf_block_free(&c->spool);
     conf_block_free(&c->delivery);
     conf_block_free(&c->aws);
+    route_table_free(c->routes);
     free(c->path);
     free(c);
 }
@@ -680,8 +682,9 @@ agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
         block_init(&c->delivery, conf_delivery_keys, DK__COUNT) ||
         block_init(&c->aws, conf_aws_keys, AK__COUNT))
         goto fail;
-    static const char *const groups[] = {"spool", "delivery", "aws", "sinks",
-                                         NULL};
+    static const char *const groups[] = {"spool",    "delivery", "aws",
+                                         "sinks",    "routes",   "route_mode",
+                                         "unrouted", NULL};
     block_read(&c->top, NULL, root, path, "", groups, errs);
     config_setting_t *g;
     if ((g = config_setting_get_member(root, "spool"))) {
@@ -756,6 +759,11 @@ agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
                                     "(also at line %d)",
                                     path, c->sinks[i].line, c->sinks[i].name,
                                     c->sinks[j].line);
+    }
+    if (errs->n == errs_before) {
+        int rfail;
+        c->routes =
+            route_table_load(&cfg, path, c->sinks, c->n_sinks, errs, &rfail);
     }
     if (errs->n > errs_before)
         goto fail;

@@ -100,6 +100,7 @@ typedef struct agent_conf {
     conf_block aws;      /* AK_* */
     sink_conf *sinks;
     size_t n_sinks;
+    struct route_table *routes; /* NULL: every sink gets every record */
 } agent_conf;
 
 /* Read and validate `path`. Sink modules named by `type` are loaded

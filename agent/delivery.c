@@ -17,6 +17,8 @@
 #include "aws_host.h"
 #include "cursor.h"
 #include "log.h"
+#include "record_json.h"
+#include "route.h"
 #include "spool_codec.h"
 #include "spool_reader.h"
 
@@ -119,6 +121,7 @@ struct sink_runner {
     uint64_t replayed;      /* records offered (replay mode counts them) */
     const char **done_segs; /* replay: segments read to their end */
     size_t n_done_segs;
+    route_table *routes; /* shared, referenced */
 
     uint32_t max_records, max_bytes;
     lf_record *recs;
@@ -190,6 +193,7 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
     }
     if (env->aws)
         aws_host_attach(env->aws, &r->host.pub);
+    r->routes = route_table_ref(env->routes);
     if (sink_host_set_instance_dir(&r->host, env->state_dir, r->conf.name, err,
                                    errlen) != 0)
         goto fail;
@@ -245,6 +249,7 @@ void sink_runner_free(sink_runner *r)
         spool_reader_close(r->rd);
     for (size_t i = 0; i < r->n_segs; i++)
         free(r->segs[i].name);
+    route_table_free(r->routes);
     free(r->done_segs);
     free(r->segs);
     free(r->recs);
@@ -594,6 +599,21 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
          (r->env->tenant &&
           strcmp(msg->tenant_id ? msg->tenant_id : "", r->env->tenant) != 0)))
         return 0; /* outside the replay's filter */
+    char scratch[RJSON_FIELD_SCRATCH];
+    route_verdict rv =
+        route_decide(r->routes, r->conf.name, msg, scratch, NULL);
+    if (rv == ROUTE_SKIP)
+        return 0; /* another sink's record */
+    if (rv == ROUTE_UNROUTED) {
+        /* Never to a destination no route chose: dead-letter it, once. */
+        if (!r->env->replay && route_owns_unrouted(r->routes, r->conf.name) &&
+            !route_unrouted_drop(r->routes)) {
+            lf_record un = {copy, len, msg->event_time_ns, {s->name, off}, msg};
+            sink_host_count(&r->host, "unrouted", 1);
+            dead_letter(r, &un, "no route accepts the record");
+        }
+        return 0;
+    }
     r->replayed++;
     lf_record *rec = &r->recs[r->n_recs++];
     rec->payload = copy;

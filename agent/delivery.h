@@ -31,7 +31,8 @@ typedef struct delivery_env {
     lf_writer *dead_letters;    /* thread-safe; NULL: none */
     pthread_mutex_t *dead_lock; /* serialises flush+cursor ordering */
     int rescan_ms;
-    struct aws_host *aws; /* AWS services for sinks; NULL: none */
+    struct aws_host *aws;       /* AWS services for sinks; NULL: none */
+    struct route_table *routes; /* NULL: every record to every sink */
 
     /* `logferry replay`: read what the spool holds once, filtered, without
        a durable cursor, then stop (sink_runner_join returns). */

@@ -1050,6 +1050,7 @@ static int cmd_replay(int argc, char **argv)
         .dead_lock = &dead_lock,
         .rescan_ms = 200,
         .aws = aws,
+        .routes = c->routes,
         .replay = 1,
         .since_ns = ro.since_ns,
         .until_ns = ro.until_ns,

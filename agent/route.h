@@ -1,0 +1,67 @@
+/*
+ * route.h - which sinks a record goes to.
+ *
+ * Routes are read from the `routes` list of the config. Each has a match
+ * (record fields such as tenant_id, account_id, model_id, app, status or
+ * attributes.KEY, each an exact value or a shell glob; all must match)
+ * and the sinks it sends to. `route_mode` is "first" (default: the first
+ * route that matches decides) or "all" (fan-out: every matching route
+ * adds its sinks). A record no route accepts is dead-lettered (by the
+ * first running sink, once) unless `unrouted = "drop"`; it never falls
+ * through to some other destination. With no routes configured, every
+ * sink receives every record.
+ *
+ * Each sink's delivery thread evaluates the routes for the records it
+ * reads; routes are immutable once loaded and shared by all threads.
+ */
+#ifndef LOGFERRY_ROUTE_H
+#define LOGFERRY_ROUTE_H
+
+#include <stddef.h>
+
+#include <libconfig.h>
+#include <logferry/logferry.pb-c.h>
+
+#include "config.h"
+
+typedef struct route_table route_table;
+
+/* Read `routes`, `route_mode` and `unrouted` from the root of `cfg`
+ * (file `path` for messages), checking fields and sink names against
+ * `sinks`/`n_sinks`. Returns a table (NULL when no routes are configured
+ * and nothing is wrong), or NULL with errors added to errs. */
+route_table *route_table_load(const config_t *cfg, const char *path,
+                              const sink_conf *sinks, size_t n_sinks,
+                              conf_errors *errs, int *failed);
+/* Share / release a table (reference counted; free at the last). */
+route_table *route_table_ref(route_table *t);
+void route_table_free(route_table *t);
+
+/* Canonical text of the routes ("" for NULL), to tell on reload whether
+ * they changed. */
+const char *route_table_text(const route_table *t);
+
+/* Whether `sink` is the one that dead-letters unrouted records (the first
+ * enabled sink of the config), so they are dead-lettered once. */
+int route_owns_unrouted(const route_table *t, const char *sink);
+
+typedef enum route_verdict {
+    ROUTE_SEND = 0,     /* this sink takes the record */
+    ROUTE_SKIP = 1,     /* the record is routed elsewhere */
+    ROUTE_UNROUTED = 2, /* no route accepts it */
+} route_verdict;
+
+/* Decide for the sink named `sink`. A NULL table sends everything.
+ * `scratch` (RJSON_FIELD_SCRATCH bytes) is for rendering number fields.
+ * If `route_name` is not NULL it receives the matching route's name. */
+route_verdict route_decide(const route_table *t, const char *sink,
+                           const Logferry__V1__InvocationRecord *r,
+                           char *scratch, const char **route_name);
+
+/* Whether unrouted records are dropped (else dead-lettered). */
+int route_unrouted_drop(const route_table *t);
+
+/* Number of routes (0 for NULL). */
+size_t route_count(const route_table *t);
+
+#endif
