@@ -125,6 +125,11 @@ const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
                           "busy (0: after every batch). Bounds re-delivery "
                           "after a crash; the cursor is always written when "
                           "the sink goes idle and on shutdown."},
+    [SK_MAX_RETRY] = {"max_retry_duration", LF_CONF_DURATION, 0, "0", 0,
+                      INT64_MAX, NULL,
+                      "Give up on records the sink keeps answering RETRY "
+                      "for after this long and dead-letter them with the "
+                      "reason (0: retry until spool.max_age removes them)."},
 };
 
 /* ---- errors --------------------------------------------------------- */

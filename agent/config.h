@@ -50,6 +50,7 @@ enum {
     SK_BACKOFF_BASE,
     SK_BACKOFF_CAP,
     SK_CURSOR_COMMIT,
+    SK_MAX_RETRY,
     SK__COUNT
 };
 

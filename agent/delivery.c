@@ -89,6 +89,21 @@ static void arena_free(arena *a)
 
 /* ---- per-segment state of one sink ---------------------------------- */
 
+typedef struct parked {
+    char *segment; /* owned copy of the segment name */
+    uint64_t offset;
+    uint8_t *data; /* owned copy of the frame payload */
+    size_t len;
+    int64_t due_ns;   /* mono time of the next attempt */
+    int64_t since_ns; /* mono time of the first refusal */
+    unsigned attempts;
+} parked;
+
+/* Parked records are bounded: past this the sink stops reading new ones
+ * and the oldest parked records are retried in place. */
+#define PARKED_MAX_BYTES (16u * 1024u * 1024u)
+#define PARKED_MAX_RECORDS 50000u
+
 typedef struct seg_state {
     char *name;
     uint64_t read_off;  /* next frame to read */
@@ -122,6 +137,16 @@ struct sink_runner {
     const char **done_segs; /* replay: segments read to their end */
     size_t n_done_segs;
     route_table *routes; /* shared, referenced */
+
+    /* Records a sink refused with LF_REC_RETRY while it accepted others
+       (one tenant's account throttled or down): they wait here with their
+       own backoff while the rest keeps flowing. The cursor stays at the
+       oldest parked record of each segment. */
+    struct parked *parked;
+    size_t n_parked, cap_parked;
+    size_t parked_bytes;
+    unsigned *rec_attempts; /* per batch record: retries so far */
+    int64_t *rec_since;     /* per batch record: first refusal (mono) */
 
     uint32_t max_records, max_bytes;
     lf_record *recs;
@@ -209,7 +234,9 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
                            : DEFAULT_BATCH_BYTES;
     r->recs = calloc(r->max_records, sizeof *r->recs);
     r->verdict = calloc(r->max_records, 1);
-    if (!r->recs || !r->verdict) {
+    r->rec_attempts = calloc(r->max_records, sizeof *r->rec_attempts);
+    r->rec_since = calloc(r->max_records, sizeof *r->rec_since);
+    if (!r->recs || !r->verdict || !r->rec_attempts || !r->rec_since) {
         snprintf(err, errlen, "out of memory for a batch of %u records",
                  r->max_records);
         goto fail;
@@ -252,6 +279,13 @@ void sink_runner_free(sink_runner *r)
     route_table_free(r->routes);
     free(r->done_segs);
     free(r->segs);
+    for (size_t i = 0; i < r->n_parked; i++) {
+        free(r->parked[i].segment);
+        free(r->parked[i].data);
+    }
+    free(r->parked);
+    free(r->rec_attempts);
+    free(r->rec_since);
     free(r->recs);
     free(r->verdict);
     arena_free(&r->arena);
@@ -615,6 +649,8 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
         return 0;
     }
     r->replayed++;
+    r->rec_attempts[r->n_recs] = 0;
+    r->rec_since[r->n_recs] = 0;
     lf_record *rec = &r->recs[r->n_recs++];
     rec->payload = copy;
     rec->len = len;
@@ -626,10 +662,126 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
     return 0;
 }
 
+static seg_state *seg_find(sink_runner *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_segs; i++)
+        if (strcmp(r->segs[i].name, name) == 0)
+            return &r->segs[i];
+    return NULL;
+}
+
+static int parked_full(const sink_runner *r)
+{
+    return r->parked_bytes >= PARKED_MAX_BYTES ||
+           r->n_parked >= PARKED_MAX_RECORDS;
+}
+
+/* Backoff of one parked record: full jitter over base * 2^attempts, at
+ * least retry_after. */
+static int64_t park_delay_ms(sink_runner *r, unsigned attempts,
+                             uint32_t retry_after_ms)
+{
+    int64_t base = conf_int(&r->conf.common, SK_BACKOFF_BASE);
+    int64_t cap = conf_int(&r->conf.common, SK_BACKOFF_CAP);
+    int64_t ceil = base;
+    for (unsigned i = 0; i < attempts && ceil < cap; i++)
+        ceil *= 2;
+    if (ceil > cap)
+        ceil = cap;
+    int64_t ms = (int64_t)(rng_next(&r->rng) % (uint64_t)(ceil + 1));
+    return (int64_t)retry_after_ms > ms ? (int64_t)retry_after_ms : ms;
+}
+
+/* Park batch record i. Returns 0, or -1 when the parking is full. */
+static int park(sink_runner *r, size_t i, uint32_t retry_after_ms)
+{
+    const lf_record *rec = &r->recs[i];
+    if (parked_full(r))
+        return -1;
+    if (r->n_parked == r->cap_parked) {
+        size_t nc = r->cap_parked ? r->cap_parked * 2 : 256;
+        parked *np = realloc(r->parked, nc * sizeof *np);
+        if (!np)
+            return -1;
+        r->parked = np;
+        r->cap_parked = nc;
+    }
+    parked *p = &r->parked[r->n_parked];
+    p->segment = strdup(rec->pos.segment);
+    p->data = malloc(rec->len ? rec->len : 1);
+    if (!p->segment || !p->data) {
+        free(p->segment);
+        free(p->data);
+        return -1;
+    }
+    memcpy(p->data, rec->payload, rec->len);
+    p->len = rec->len;
+    p->offset = rec->pos.offset;
+    p->attempts = r->rec_attempts[i] + 1;
+    p->since_ns = r->rec_since[i] ? r->rec_since[i] : host_mono_ns();
+    p->due_ns = host_mono_ns() +
+                park_delay_ms(r, p->attempts, retry_after_ms) * 1000000LL;
+    r->parked_bytes += rec->len;
+    r->n_parked++;
+    return 0;
+}
+
+static void unpark_at(sink_runner *r, size_t k)
+{
+    r->parked_bytes -= r->parked[k].len;
+    free(r->parked[k].segment);
+    free(r->parked[k].data);
+    r->parked[k] = r->parked[--r->n_parked];
+}
+
+/* Move parked records whose time has come into the batch. */
+static void fill_from_parked(sink_runner *r)
+{
+    int64_t now = host_mono_ns();
+    for (size_t k = 0; k < r->n_parked;) {
+        parked *p = &r->parked[k];
+        if (p->due_ns > now) {
+            k++;
+            continue;
+        }
+        seg_state *s = seg_find(r, p->segment);
+        if (!s) {
+            /* Its segment is gone (retention): nothing left to retry. */
+            sink_host_count(&r->host, "parked_lost", 1);
+            unpark_at(r, k);
+            continue;
+        }
+        size_t before = r->n_recs;
+        if (batch_add(r, s, p->offset, p->data, p->len) != 0)
+            return; /* batch full */
+        if (r->n_recs > before) {
+            r->rec_attempts[before] = p->attempts;
+            r->rec_since[before] = p->since_ns;
+        }
+        unpark_at(r, k);
+    }
+}
+
+/* Mono time of the earliest parked retry, or 0. */
+static int64_t parked_next_due(const sink_runner *r)
+{
+    int64_t due = 0;
+    for (size_t k = 0; k < r->n_parked; k++)
+        if (!due || r->parked[k].due_ns < due)
+            due = r->parked[k].due_ns;
+    return due;
+}
+
 /* Fill the batch from the segments in creation order. Returns 1 if the
  * batch is full (more is waiting), 0 otherwise. */
 static int fill_batch(sink_runner *r)
 {
+    if (r->n_parked)
+        fill_from_parked(r);
+    if (r->n_recs == r->max_records)
+        return 1;
+    if (parked_full(r))
+        return 0; /* backpressure: retry what is parked first */
     for (size_t i = 0; i < r->n_segs; i++) {
         seg_state *s = &r->segs[i];
         if (s->complete)
@@ -724,11 +876,35 @@ static void backoff_sleep(sink_runner *r, uint32_t retry_after_ms, int quiet)
 
 /* Offer the batch until every record is accepted or dead-lettered.
  * Returns 0 when done, -1 when stopping with records not delivered. */
+/* Whether max_retry_duration has run out since `since` (0: no failure
+ * yet). If so, dead-letter the n records still pending and say so. */
+static int give_up(sink_runner *r, int64_t since, lf_record *recs, size_t n,
+                   const char *last_reason)
+{
+    int64_t max = conf_int(&r->conf.common, SK_MAX_RETRY);
+    if (max <= 0 || since == 0 || host_mono_ns() - since < max * 1000000LL)
+        return 0;
+    char reason[256];
+    snprintf(reason, sizeof reason,
+             "gave up after max_retry_duration (%lld ms) of retries%s%.160s",
+             (long long)max, last_reason ? "; last: " : "",
+             last_reason ? last_reason : "");
+    for (size_t i = 0; i < n; i++)
+        dead_letter(r, &recs[i], reason);
+    sink_host_count(&r->host, "gave_up", n);
+    RLOG(r, LF_LOG_WARN,
+         "msg=\"retries exhausted, records dead-lettered\" records=%zu "
+         "max_retry_duration_ms=%lld",
+         n, (long long)max);
+    return 1;
+}
+
 static int deliver_batch(sink_runner *r)
 {
     r->attempt = 0;
     lf_record *recs = r->recs;
     size_t n = r->n_recs;
+    int64_t failing_since = 0;
     while (n > 0) {
         lf_batch b = {recs, n, r->verdict, NULL, 0};
         memset(r->verdict, 0, n);
@@ -747,15 +923,29 @@ static int deliver_batch(sink_runner *r)
                  n, b.fail_reason ? b.fail_reason : "unspecified");
             return 0;
         case LF_DELIVER_PARTIAL: {
-            size_t keep = 0, ok = 0, failed = 0;
+            size_t keep = 0, ok = 0, failed = 0, parked_now = 0;
             for (size_t i = 0; i < n; i++) {
                 if (r->verdict[i] == LF_REC_FAIL) {
                     dead_letter(r, &recs[i], b.fail_reason);
                     failed++;
                 } else if (r->verdict[i] == LF_REC_RETRY) {
                     /* Only the records not accepted go again: retrying the
-                       whole batch would duplicate the accepted ones. */
-                    recs[keep++] = recs[i];
+                       whole batch would duplicate the accepted ones. They
+                       wait parked, so the destinations that work keep
+                       flowing; in place only if the parking is full. */
+                    int64_t max = conf_int(&r->conf.common, SK_MAX_RETRY);
+                    int64_t since =
+                        r->rec_since[i] ? r->rec_since[i] : host_mono_ns();
+                    if (max > 0 && host_mono_ns() - since >= max * 1000000LL) {
+                        give_up(r, since, &recs[i], 1, b.fail_reason);
+                    } else if (recs == r->recs && !r->env->replay &&
+                               park(r, i, b.retry_after_ms) == 0) {
+                        parked_now++;
+                    } else {
+                        r->rec_attempts[keep] = r->rec_attempts[i];
+                        r->rec_since[keep] = r->rec_since[i];
+                        recs[keep++] = recs[i];
+                    }
                 } else {
                     ok++;
                 }
@@ -766,8 +956,22 @@ static int deliver_batch(sink_runner *r)
                      "msg=\"records refused, dead-lettered\" records=%zu "
                      "reason=\"%s\"",
                      failed, b.fail_reason ? b.fail_reason : "unspecified");
+            if (parked_now) {
+                sink_host_count(&r->host, "parked", parked_now);
+                if ((r->n_parked & (r->n_parked - 1)) == 0 ||
+                    parked_now == r->n_parked)
+                    RLOG(r, LF_LOG_INFO,
+                         "msg=\"records refused for now, parked for retry\" "
+                         "records=%zu parked=%zu reason=\"%s\"",
+                         parked_now, r->n_parked,
+                         b.fail_reason ? b.fail_reason : "unspecified");
+            }
             n = keep;
             if (n == 0)
+                return 0;
+            if (!failing_since)
+                failing_since = host_mono_ns();
+            if (give_up(r, failing_since, recs, n, b.fail_reason))
                 return 0;
             if (atomic_load(&r->stop))
                 return -1;
@@ -777,6 +981,10 @@ static int deliver_batch(sink_runner *r)
         case LF_DELIVER_RETRY:
         default:
             sink_host_count(&r->host, "retries", 1);
+            if (!failing_since)
+                failing_since = host_mono_ns();
+            if (give_up(r, failing_since, recs, n, b.fail_reason))
+                return 0;
             if (atomic_load(&r->stop))
                 return -1;
             backoff_sleep(r, b.retry_after_ms, 0);
@@ -795,11 +1003,19 @@ static int advance(sink_runner *r)
     int newly_done = 0;
     for (size_t i = 0; i < r->n_segs; i++) {
         seg_state *s = &r->segs[i];
-        if (s->acked_off != s->read_off) {
-            s->acked_off = s->read_off;
+        uint64_t upto = s->read_off;
+        int held = 0;
+        for (size_t k = 0; k < r->n_parked; k++)
+            if (strcmp(r->parked[k].segment, s->name) == 0) {
+                held = 1;
+                if (r->parked[k].offset < upto)
+                    upto = r->parked[k].offset;
+            }
+        if (s->acked_off != upto) {
+            s->acked_off = upto;
             r->cur_dirty = 1;
         }
-        if (s->complete && !s->done) {
+        if (s->complete && !s->done && !held) {
             s->done = 1;
             newly_done = 1;
             r->cur_dirty = 1;
@@ -840,8 +1056,14 @@ static void *runner_main(void *arg)
     r->attempt = 0;
     while (!atomic_load(&r->stop)) {
         if (!more && !r->env->replay) {
-            gen =
-                spool_watch_wait(r->env->watch, r->seen_gen, r->env->rescan_ms);
+            int wait_ms = r->env->rescan_ms;
+            int64_t due = parked_next_due(r);
+            if (due) {
+                int64_t left = (due - host_mono_ns()) / 1000000LL + 1;
+                if (left < wait_ms)
+                    wait_ms = left > 0 ? (int)left : 0;
+            }
+            gen = spool_watch_wait(r->env->watch, r->seen_gen, wait_ms);
             if (atomic_load(&r->stop))
                 break;
         }

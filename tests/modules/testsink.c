@@ -17,7 +17,14 @@
 
 #include <logferry/sink.h>
 
-enum { K_PATH, K_FAIL_TENANT, K_RETRY_TENANT, K_RETRY_CALLS, K_COUNT };
+enum {
+    K_PATH,
+    K_FAIL_TENANT,
+    K_RETRY_TENANT,
+    K_RETRY_CALLS,
+    K_BLOCK_TENANT,
+    K_COUNT
+};
 
 static const lf_conf_key keys[K_COUNT] = {
     [K_PATH] = {"path", LF_CONF_STRING, 1, NULL, 1, 4096, NULL, "Output."},
@@ -27,12 +34,16 @@ static const lf_conf_key keys[K_COUNT] = {
                         "Refuse this tenant's records once."},
     [K_RETRY_CALLS] = {"retry_calls", LF_CONF_INT, 0, "0", 0, 1000, NULL,
                        "Answer RETRY to every Nth call (0: never)."},
+    [K_BLOCK_TENANT] = {"block_tenant", LF_CONF_STRING, 0, NULL, 0, 64, NULL,
+                        "Refuse this tenant's records (RETRY) until the "
+                        "file <path>.unblock exists."},
 };
 
 typedef struct ts {
     const lf_host *h;
     int fd;
-    const char *fail, *retry;
+    const char *fail, *retry, *block;
+    char unblock[4200];
     long retry_calls, calls;
     char **seen; /* record ids refused once */
     size_t n_seen;
@@ -48,6 +59,8 @@ static int create(const lf_conf_value *v, const lf_host *h, void **out,
     t->fail = v[K_FAIL_TENANT].s;
     t->retry = v[K_RETRY_TENANT].s;
     t->retry_calls = (long)v[K_RETRY_CALLS].i;
+    t->block = v[K_BLOCK_TENANT].s;
+    snprintf(t->unblock, sizeof t->unblock, "%s.unblock", v[K_PATH].s);
     t->fd = open(v[K_PATH].s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (t->fd < 0) {
         snprintf(err, errlen, "cannot open %s", v[K_PATH].s);
@@ -81,7 +94,11 @@ static lf_deliver_status deliver(void *inst, lf_batch *b)
         const char *tenant = "", *id = "";
         t->h->field(t->h, &b->records[i], "tenant_id", &tenant);
         t->h->field(t->h, &b->records[i], "record_id", &id);
-        if (t->fail && strcmp(tenant, t->fail) == 0) {
+        if (t->block && strcmp(tenant, t->block) == 0 &&
+            access(t->unblock, F_OK) != 0) {
+            b->verdict[i] = LF_REC_RETRY;
+            partial = 1;
+        } else if (t->fail && strcmp(tenant, t->fail) == 0) {
             b->verdict[i] = LF_REC_FAIL;
             partial = 1;
         } else if (t->retry && strcmp(tenant, t->retry) == 0 &&
