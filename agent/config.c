@@ -2,6 +2,7 @@
  * config.c - libconfig file → validated agent_conf. See config.h.
  */
 #include "config.h"
+#include "redact_config.h"
 #include "route.h"
 
 #include <ctype.h>
@@ -559,6 +560,7 @@ static void fingerprint_add(char **fp, size_t *len, const conf_block *b)
 
 static void sink_conf_clear(sink_conf *s)
 {
+    redact_rules_free(s->redact);
     conf_block_free(&s->common);
     conf_block_free(&s->module);
     free(s->fingerprint);
@@ -620,8 +622,15 @@ static void read_sink(agent_conf *c, config_setting_t *g, size_t idx,
     }
     if (block_init(&s->module, mkeys, n_mkeys))
         return;
+    static const char *const sink_skip[] = {"redact", NULL};
+    char rw[160];
+    snprintf(rw, sizeof rw, "%s.redact", where);
+    int rfail = 0;
+    char *rtext = NULL;
+    s->redact = redact_config_load(config_setting_get_member(g, "redact"), file,
+                                   rw, errs, &rfail, &rtext);
     if (s->ops) {
-        block_read(&s->common, &s->module, g, file, where, NULL, errs);
+        block_read(&s->common, &s->module, g, file, where, sink_skip, errs);
     } else {
         /* Without the module its keys cannot be judged: check only ours. */
         static const char *const none[] = {NULL};
@@ -629,6 +638,8 @@ static void read_sink(agent_conf *c, config_setting_t *g, size_t idx,
         int n = config_setting_length(g);
         for (int i = 0; i < n; i++) {
             config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+            if (strcmp(config_setting_name(m), "redact") == 0)
+                continue;
             for (size_t k = 0; k < SK__COUNT; k++)
                 if (strcmp(conf_sink_common_keys[k].name,
                            config_setting_name(m)) == 0) {
@@ -658,6 +669,14 @@ static void read_sink(agent_conf *c, config_setting_t *g, size_t idx,
     size_t len = 0;
     fingerprint_add(&s->fingerprint, &len, &s->common);
     fingerprint_add(&s->fingerprint, &len, &s->module);
+    if (rtext) {
+        char *fp = realloc(s->fingerprint, len + strlen(rtext) + 1);
+        if (fp) {
+            memcpy(fp + len, rtext, strlen(rtext) + 1);
+            s->fingerprint = fp;
+        }
+        free(rtext);
+    }
 }
 
 agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
@@ -689,7 +708,7 @@ agent_conf *agent_conf_load(const char *path, const char *module_dir_override,
         goto fail;
     static const char *const groups[] = {"spool",    "delivery", "aws",
                                          "sinks",    "routes",   "route_mode",
-                                         "unrouted", NULL};
+                                         "unrouted", "redact",   NULL};
     block_read(&c->top, NULL, root, path, "", groups, errs);
     config_setting_t *g;
     if ((g = config_setting_get_member(root, "spool"))) {

@@ -61,7 +61,8 @@ typedef struct sink_conf {
     conf_block common; /* SK_* */
     conf_block module; /* the module's config_keys */
     const lf_sink_ops *ops;
-    char *fingerprint; /* canonical text of both blocks, for reload */
+    char *fingerprint;           /* canonical text of both blocks, for reload */
+    struct redact_rules *redact; /* the sink's own `redact` list; owned */
 } sink_conf;
 
 /* Keys of the top level and of the "spool" and "delivery" groups. */

@@ -18,6 +18,7 @@
 #include "cursor.h"
 #include "log.h"
 #include "record_json.h"
+#include "redact.h"
 #include "route.h"
 #include "spool_codec.h"
 #include "spool_reader.h"
@@ -145,8 +146,9 @@ struct sink_runner {
     struct parked *parked;
     size_t n_parked, cap_parked;
     size_t parked_bytes;
-    unsigned *rec_attempts; /* per batch record: retries so far */
-    int64_t *rec_since;     /* per batch record: first refusal (mono) */
+    redact_scratch *rscratch; /* NULL until a rule set needs it */
+    unsigned *rec_attempts;   /* per batch record: retries so far */
+    int64_t *rec_since;       /* per batch record: first refusal (mono) */
 
     uint32_t max_records, max_bytes;
     lf_record *recs;
@@ -277,6 +279,8 @@ void sink_runner_free(sink_runner *r)
     for (size_t i = 0; i < r->n_segs; i++)
         free(r->segs[i].name);
     route_table_free(r->routes);
+    redact_scratch_free(r->rscratch);
+    redact_rules_free(r->conf.redact);
     free(r->done_segs);
     free(r->segs);
     for (size_t i = 0; i < r->n_parked; i++) {
@@ -580,8 +584,57 @@ static void batch_reset(sink_runner *r)
 {
     r->n_recs = 0;
     r->batch_bytes = 0;
+    /* With redaction on, the arena held text the rules removed: do not
+       leave it lying in memory for the next batch to sit on. */
+    if (r->arena.head && (route_global_redact(r->routes) || r->conf.redact))
+        for (arena_chunk *c = r->arena.head; c; c = c->next)
+            memset(c->data, 0, c->used);
     arena_reset(&r->arena);
     sink_host_reset_batch(&r->host);
+}
+
+/* Apply one rule set to msg (k: 0 global, 1 route, 2 sink); returns the
+ * number of values changed and adds per-rule counters. */
+static int redact_with(sink_runner *r, int k, const redact_rules *rules,
+                       Logferry__V1__InvocationRecord *msg)
+{
+    if (!rules)
+        return 0;
+    if (!r->rscratch && !(r->rscratch = redact_scratch_new()))
+        return 0;
+    redact_rule_stats st[64];
+    size_t n = redact_rule_count(rules);
+    if (n > 64)
+        n = 64;
+    memset(st, 0, sizeof st);
+    int changed = redact_apply(rules, r->rscratch, msg, &r->pb_alloc,
+                               redact_rule_count(rules) <= 64 ? st : NULL);
+    if (changed > 0) {
+        char name[HOST_COUNTER_NAME];
+        for (size_t i = 0; i < n; i++)
+            if (st[i].matches || st[i].fail_closed) {
+                snprintf(name, sizeof name, "redact.%s%s",
+                         k == 1 ? "route." : "", redact_rule_name(rules, i));
+                sink_host_count(&r->host, name,
+                                st[i].matches + st[i].fail_closed);
+            }
+    }
+    return changed;
+}
+
+/* After redaction changed a record, its spool bytes no longer match:
+ * encode it again so binary sinks and dead letters get the redacted form. */
+static int repack(sink_runner *r, Logferry__V1__InvocationRecord *msg,
+                  uint8_t **data, size_t *len)
+{
+    size_t n = logferry__v1__invocation_record__get_packed_size(msg);
+    uint8_t *buf = arena_alloc(&r->arena, n ? n : 1);
+    if (!buf)
+        return -1;
+    logferry__v1__invocation_record__pack(msg, buf);
+    *data = buf;
+    *len = n;
+    return 0;
 }
 
 /* Add one frame to the batch. Returns 0, or -1 if the batch is full (the
@@ -618,7 +671,10 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
     if (!msg) {
         /* A frame whose CRC holds but whose bytes are no record: an
            application appended garbage raw. Keep it as a dead letter. */
-        lf_record bad = {copy, len, 0, {s->name, off}, NULL};
+        /* Bytes we cannot decode cannot be redacted either: with rules
+           configured, keep only the fact, not the bytes. */
+        int redacting = route_global_redact(r->routes) || r->conf.redact;
+        lf_record bad = {copy, redacting ? 0 : len, 0, {s->name, off}, NULL};
         RLOG(r, LF_LOG_WARN,
              "msg=\"undecodable record dead-lettered\" segment=%s "
              "offset=%llu length=%zu",
@@ -633,20 +689,34 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
          (r->env->tenant &&
           strcmp(msg->tenant_id ? msg->tenant_id : "", r->env->tenant) != 0)))
         return 0; /* outside the replay's filter */
+    /* Redaction comes before anything can see the record: the top-level
+       rules first (they also cover unrouted dead letters), then the
+       route's, then the sink's own. */
+    int changed = redact_with(r, 0, route_global_redact(r->routes), msg);
     char scratch[RJSON_FIELD_SCRATCH];
+    int route_idx = -1;
     route_verdict rv =
-        route_decide(r->routes, r->conf.name, msg, scratch, NULL);
+        route_decide(r->routes, r->conf.name, msg, scratch, &route_idx);
     if (rv == ROUTE_SKIP)
         return 0; /* another sink's record */
     if (rv == ROUTE_UNROUTED) {
         /* Never to a destination no route chose: dead-letter it, once. */
         if (!r->env->replay && route_owns_unrouted(r->routes, r->conf.name) &&
             !route_unrouted_drop(r->routes)) {
+            if (changed && repack(r, msg, &copy, &len) != 0)
+                return -1;
             lf_record un = {copy, len, msg->event_time_ns, {s->name, off}, msg};
             sink_host_count(&r->host, "unrouted", 1);
             dead_letter(r, &un, "no route accepts the record");
         }
         return 0;
+    }
+    changed += redact_with(r, 1, route_redact(r->routes, route_idx), msg);
+    changed += redact_with(r, 2, r->conf.redact, msg);
+    if (changed) {
+        sink_host_count(&r->host, "redacted_records", 1);
+        if (repack(r, msg, &copy, &len) != 0)
+            return -1;
     }
     r->replayed++;
     r->rec_attempts[r->n_recs] = 0;

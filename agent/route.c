@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "record_json.h"
+#include "redact_config.h"
 
 typedef struct route_cond {
     char *field;
@@ -23,6 +24,7 @@ typedef struct route {
     size_t n_conds;
     char **sinks;
     size_t n_sinks;
+    redact_rules *redact;
 } route;
 
 struct route_table {
@@ -30,13 +32,15 @@ struct route_table {
     size_t n;
     int fan_out;
     int drop_unrouted;
-    char *owner; /* the sink that dead-letters unrouted records */
-    char *text;  /* canonical form, for reload comparisons */
+    char *owner;          /* the sink that dead-letters unrouted records */
+    char *text;           /* canonical form, for reload comparisons */
+    redact_rules *redact; /* top-level rules, for every record */
     _Atomic int refs;
 };
 
 static void route_clear(route *r)
 {
+    redact_rules_free(r->redact);
     free(r->name);
     for (size_t i = 0; i < r->n_conds; i++) {
         free(r->conds[i].field);
@@ -61,6 +65,7 @@ void route_table_free(route_table *t)
         return;
     free(t->owner);
     free(t->text);
+    redact_rules_free(t->redact);
     for (size_t i = 0; i < t->n; i++)
         route_clear(&t->routes[i]);
     free(t->routes);
@@ -79,7 +84,7 @@ int route_unrouted_drop(const route_table *t)
 
 static int read_route(route *r, config_setting_t *g, size_t idx,
                       const char *path, const sink_conf *sinks, size_t n_sinks,
-                      conf_errors *errs)
+                      conf_errors *errs, char **rtext)
 {
     int line = config_setting_source_line(g);
     int bad = 0;
@@ -98,7 +103,8 @@ static int read_route(route *r, config_setting_t *g, size_t idx,
     for (int i = 0; i < config_setting_length(g); i++) {
         config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
         const char *k = config_setting_name(m);
-        if (strcmp(k, "name") && strcmp(k, "match") && strcmp(k, "sinks")) {
+        if (strcmp(k, "name") && strcmp(k, "match") && strcmp(k, "sinks") &&
+            strcmp(k, "redact")) {
             conf_errors_add(errs, "%s:%d: %s.%s: unknown key", path,
                             config_setting_source_line(m), where, k);
             bad = 1;
@@ -147,6 +153,13 @@ static int read_route(route *r, config_setting_t *g, size_t idx,
             rc->glob = strpbrk(pat, "*?[") != NULL;
         }
     }
+    char rw[160];
+    snprintf(rw, sizeof rw, "%s.redact", where);
+    int rfail = 0;
+    r->redact = redact_config_load(config_setting_get_member(g, "redact"), path,
+                                   rw, errs, &rfail, rtext);
+    if (rfail)
+        bad = 1;
     config_setting_t *ss = config_setting_get_member(g, "sinks");
     if (!ss ||
         (config_setting_type(ss) != CONFIG_TYPE_ARRAY &&
@@ -204,38 +217,53 @@ route_table *route_table_load(const config_t *cfg, const char *path,
                 config_setting_get_member(root, "unrouted")));
         *failed = 1;
     }
-    if (!g)
+    char *rtext = NULL;
+    int rfail = 0;
+    redact_rules *global =
+        redact_config_load(config_setting_get_member(root, "redact"), path,
+                           "redact", errs, &rfail, &rtext);
+    if (rfail)
+        *failed = 1;
+    if (!g && !global) {
+        free(rtext);
         return NULL;
-    if (config_setting_type(g) != CONFIG_TYPE_LIST) {
+    }
+    if (g && config_setting_type(g) != CONFIG_TYPE_LIST) {
         conf_errors_add(errs, "%s:%d: routes: expected a list ( {...}, ... )",
                         path, config_setting_source_line(g));
         *failed = 1;
+        redact_rules_free(global);
+        free(rtext);
         return NULL;
     }
     route_table *t = calloc(1, sizeof *t);
-    int n = config_setting_length(g);
+    int n = g ? config_setting_length(g) : 0;
     if (!t || !(t->routes = calloc(n ? (size_t)n : 1, sizeof *t->routes))) {
         free(t);
+        redact_rules_free(global);
+        free(rtext);
         *failed = 1;
         return NULL;
     }
+    t->redact = global;
     t->fan_out = mode && strcmp(mode, "all") == 0;
     t->drop_unrouted = unrouted && strcmp(unrouted, "drop") == 0;
     for (int i = 0; i < n; i++) {
         if (read_route(&t->routes[t->n++],
                        config_setting_get_elem(g, (unsigned)i), (size_t)i, path,
-                       sinks, n_sinks, errs) != 0)
+                       sinks, n_sinks, errs, &rtext) != 0)
             *failed = 1;
     }
     if (*failed) {
         route_table_free(t);
+        free(rtext);
         return NULL;
     }
     for (size_t k = 0; k < n_sinks && !t->owner; k++)
         if (sinks[k].name && conf_int(&sinks[k].common, SK_ENABLED))
             t->owner = strdup(sinks[k].name);
     /* Canonical text: mode, then each route's conditions and sinks. */
-    size_t cap = 64, len = 0;
+    size_t cap = 64 + (rtext ? strlen(rtext) : 0), len = 0;
     for (size_t i = 0; i < t->n; i++) {
         cap += strlen(t->routes[i].name) + 8;
         for (size_t k = 0; k < t->routes[i].n_conds; k++)
@@ -246,8 +274,8 @@ route_table *route_table_load(const config_t *cfg, const char *path,
     }
     t->text = malloc(cap);
     if (t->text) {
-        len += (size_t)snprintf(t->text, cap, "%d%d;", t->fan_out,
-                                t->drop_unrouted);
+        len += (size_t)snprintf(t->text, cap, "%d%d;%s;", t->fan_out,
+                                t->drop_unrouted, rtext ? rtext : "");
         for (size_t i = 0; i < t->n; i++) {
             const route *ro = &t->routes[i];
             len += (size_t)snprintf(t->text + len, cap - len, "%s{", ro->name);
@@ -261,6 +289,7 @@ route_table *route_table_load(const config_t *cfg, const char *path,
             len += (size_t)snprintf(t->text + len, cap - len, "}");
         }
     }
+    free(rtext);
     atomic_store(&t->refs, 1);
     return t;
 }
@@ -291,11 +320,23 @@ int route_owns_unrouted(const route_table *t, const char *sink)
     return t && t->owner && strcmp(t->owner, sink) == 0;
 }
 
+const redact_rules *route_global_redact(const route_table *t)
+{
+    return t ? t->redact : NULL;
+}
+
+const redact_rules *route_redact(const route_table *t, int i)
+{
+    return t && i >= 0 && (size_t)i < t->n ? t->routes[i].redact : NULL;
+}
+
 route_verdict route_decide(const route_table *t, const char *sink,
                            const Logferry__V1__InvocationRecord *r,
-                           char *scratch, const char **route_name)
+                           char *scratch, int *route_idx)
 {
-    if (!t)
+    if (route_idx)
+        *route_idx = -1;
+    if (!t || t->n == 0)
         return ROUTE_SEND;
     int matched = 0;
     for (size_t i = 0; i < t->n; i++) {
@@ -305,8 +346,8 @@ route_verdict route_decide(const route_table *t, const char *sink,
         matched = 1;
         for (size_t k = 0; k < ro->n_sinks; k++)
             if (strcmp(ro->sinks[k], sink) == 0) {
-                if (route_name)
-                    *route_name = ro->name;
+                if (route_idx)
+                    *route_idx = (int)i;
                 return ROUTE_SEND;
             }
         if (!t->fan_out)

@@ -26,7 +26,8 @@
 
 typedef struct route_table route_table;
 
-/* Read `routes`, `route_mode` and `unrouted` from the root of `cfg`
+/* Read `routes`, `route_mode`, `unrouted` and the top-level `redact`
+ * list from the root of `cfg`
  * (file `path` for messages), checking fields and sink names against
  * `sinks`/`n_sinks`. Returns a table (NULL when no routes are configured
  * and nothing is wrong), or NULL with errors added to errs. */
@@ -53,10 +54,16 @@ typedef enum route_verdict {
 
 /* Decide for the sink named `sink`. A NULL table sends everything.
  * `scratch` (RJSON_FIELD_SCRATCH bytes) is for rendering number fields.
- * If `route_name` is not NULL it receives the matching route's name. */
+ * On ROUTE_SEND, *route_idx (if not NULL) is the index of the route that
+ * sends it, or -1 when there are no routes. */
 route_verdict route_decide(const route_table *t, const char *sink,
                            const Logferry__V1__InvocationRecord *r,
-                           char *scratch, const char **route_name);
+                           char *scratch, int *route_idx);
+
+/* Redaction rules: the top-level `redact` list, and those of route i
+ * (NULL: none). */
+const struct redact_rules *route_global_redact(const route_table *t);
+const struct redact_rules *route_redact(const route_table *t, int i);
 
 /* Whether unrouted records are dropped (else dead-lettered). */
 int route_unrouted_drop(const route_table *t);
