@@ -353,6 +353,7 @@ int agent_run(const char *conf_path, const char *module_dir_override)
         .rescan_ms = (int)conf_int(&a.conf->spool, PK_RESCAN),
         .aws = a.aws,
         .routes = a.conf->routes,
+        .max_age_ms = conf_int(&a.conf->spool, PK_MAX_AGE),
     };
 
     sigset_t set;

@@ -221,6 +221,7 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
     if (env->aws)
         aws_host_attach(env->aws, &r->host.pub);
     r->routes = route_table_ref(env->routes);
+    r->host.pub.max_age_ms = env->max_age_ms;
     if (sink_host_set_instance_dir(&r->host, env->state_dir, r->conf.name, err,
                                    errlen) != 0)
         goto fail;

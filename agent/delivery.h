@@ -33,6 +33,7 @@ typedef struct delivery_env {
     int rescan_ms;
     struct aws_host *aws;       /* AWS services for sinks; NULL: none */
     struct route_table *routes; /* NULL: every record to every sink */
+    int64_t max_age_ms;         /* spool.max_age, lent to sinks */
 
     /* `logferry replay`: read what the spool holds once, filtered, without
        a durable cursor, then stop (sink_runner_join returns). */

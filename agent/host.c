@@ -90,7 +90,10 @@ static size_t host_field(const lf_host *hp, const lf_record *rec,
                          const char *name, const char **out)
 {
     sink_host *h = self(hp);
+    /* A sink may call field() from its own worker threads. */
+    pthread_mutex_lock(&h->lock);
     char *scratch = scratch_alloc(h, RJSON_FIELD_SCRATCH);
+    pthread_mutex_unlock(&h->lock);
     if (!scratch)
         return (size_t)-1;
     return rjson_field(rec->internal, name, scratch, RJSON_FIELD_SCRATCH, out);

@@ -270,6 +270,10 @@ struct lf_host {
      * restarts: staged objects, upload ids. The agent's retention rules
      * (spool.max_age) apply to what a sink stages here. */
     const char *instance_dir;
+
+    /* spool.max_age in milliseconds (0: none). Data a sink stages on disk
+     * (under instance_dir) must not stay longer than this either. */
+    int64_t max_age_ms;
 };
 
 /* Whether host `h` lends member `m` (the table only grows at the end). */

@@ -1,0 +1,224 @@
+/*
+ * cwl_json.c - capped growable buffers and JSON string writing for the
+ * cloudwatch sink.
+ *
+ * Request bodies carry each record's JSON as a JSON string, so the
+ * escaping here is on the hot path: cwl_json_str_utf8() copies runs of
+ * plain bytes with one memcpy. Names and field values come from records
+ * as raw bytes, so cwl_json_str() also repairs invalid UTF-8.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cwl.h"
+
+int cwl_buf_reserve(cwl_buf *b, size_t more)
+{
+    if (more <= b->cap - b->len)
+        return 0;
+    size_t need = b->len + more;
+    if (need < b->len || (b->max && need > b->max))
+        return -1;
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < need)
+        nc = nc > SIZE_MAX / 2 ? need : nc * 2;
+    if (b->max && nc > b->max)
+        nc = b->max;
+    char *np = realloc(b->p, nc);
+    if (!np)
+        return -1;
+    b->p = np;
+    b->cap = nc;
+    return 0;
+}
+
+int cwl_buf_put(cwl_buf *b, const void *p, size_t n)
+{
+    if (cwl_buf_reserve(b, n) != 0)
+        return -1;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int cwl_buf_puts(cwl_buf *b, const char *s)
+{
+    return cwl_buf_put(b, s, strlen(s));
+}
+
+int cwl_buf_printf(cwl_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char tmp[256];
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n < sizeof tmp)
+        return cwl_buf_put(b, tmp, (size_t)n);
+    if (cwl_buf_reserve(b, (size_t)n + 1) != 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void cwl_buf_free(cwl_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+/* Escape one byte below 0x20, or '"' / '\\'; dst holds 6 bytes. */
+static size_t esc_byte(unsigned char c, char *dst)
+{
+    switch (c) {
+    case '"':
+        return memcpy(dst, "\\\"", 2), 2;
+    case '\\':
+        return memcpy(dst, "\\\\", 2), 2;
+    case '\n':
+        return memcpy(dst, "\\n", 2), 2;
+    case '\r':
+        return memcpy(dst, "\\r", 2), 2;
+    case '\t':
+        return memcpy(dst, "\\t", 2), 2;
+    default:
+        memcpy(dst, "\\u00", 4);
+        dst[4] = hexd[c >> 4];
+        dst[5] = hexd[c & 15];
+        return 6;
+    }
+}
+
+/* Escaped text is at most twice as long unless it holds control bytes
+ * (6 each), which host->to_json output never does: reserve 2n once, and
+ * more only when a control byte shows up. A plain byte loop measured
+ * faster here than block scans, as record JSON has a quote every few
+ * bytes. */
+int cwl_json_str_utf8(cwl_buf *b, const char *s, size_t n)
+{
+    if (n > SIZE_MAX / 2 - 2 || cwl_buf_reserve(b, 2 * n + 2) != 0)
+        return -1;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            b->len = (size_t)(o - b->p);
+            if (cwl_buf_reserve(b, 6 + 2 * (n - i - 1) + 1) != 0)
+                return -1;
+            o = b->p + b->len;
+            o += esc_byte(c, o);
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    return 0;
+}
+
+char *cwl_fmt_i64(char *out, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *out++ = '-';
+    while (n)
+        *out++ = tmp[--n];
+    return out;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid
+ * (overlongs, surrogates, > U+10FFFF, truncated). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+int cwl_json_str(cwl_buf *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (cwl_buf_put(b, "\"", 1) != 0)
+        return -1;
+    size_t i = 0;
+    while (i < n) {
+        char tmp[6];
+        if (u[i] < 0x20 || u[i] == '"' || u[i] == '\\') {
+            if (cwl_buf_put(b, tmp, esc_byte(u[i], tmp)) != 0)
+                return -1;
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(u + i, n - i);
+        if (len == 0) {
+            if (cwl_buf_put(b, "\xEF\xBF\xBD", 3) != 0)
+                return -1;
+            i++;
+            continue;
+        }
+        if (cwl_buf_put(b, s + i, len) != 0)
+            return -1;
+        i += len;
+    }
+    return cwl_buf_put(b, "\"", 1);
+}
+
+size_t cwl_utf8_cut(const char *s, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    size_t cut = max;
+    /* Back off continuation bytes, then drop the lead byte whose sequence
+       would be cut short. */
+    size_t back = 0;
+    while (cut > 0 && back < 3 && ((unsigned char)s[cut] & 0xC0) == 0x80) {
+        cut--;
+        back++;
+    }
+    return cut;
+}
