@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <libconfig.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -114,6 +115,11 @@ const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
     [SK_BATCH_BYTES] = {"batch_max_bytes", LF_CONF_SIZE, 0, "0", 0,
                         256LL * 1024 * 1024, NULL,
                         "Encoded bytes per batch (0: the module's default)."},
+    [SK_BATCH_LINGER] = {"batch_linger", LF_CONF_DURATION, 0, "0", 0, 60000,
+                         NULL,
+                         "How long a batch that is not full waits for more "
+                         "records before it is sent (default: the module's "
+                         "choice, else 0)."},
     [SK_BACKOFF_BASE] = {"backoff_base", LF_CONF_DURATION, 0, "200ms", 1,
                          600000, NULL,
                          "First retry delay; doubles per failure, with full "
@@ -651,8 +657,19 @@ static void read_sink(agent_conf *c, config_setting_t *g, size_t idx,
                 }
         }
     }
+    size_t before = errs->n;
     block_finish(&s->common, file, s->line, where, errs);
     block_finish(&s->module, file, s->line, where, errs);
+    /* The module's own checks (template fields, allowed values), without
+       creating anything: `logferry check` catches them before a run. */
+    if (s->ops && errs->n == before &&
+        s->ops->struct_size >=
+            offsetof(lf_sink_ops, validate) + sizeof(s->ops->validate) &&
+        s->ops->validate) {
+        char verr[1024];
+        if (s->ops->validate(s->module.v, verr, sizeof verr) != 0)
+            conf_errors_add(errs, "%s:%d: %s: %s", file, s->line, where, verr);
+    }
     s->name = (char *)s->common.v[SK_NAME].s;
     s->type = (char *)s->common.v[SK_TYPE].s;
     if (s->name) {

@@ -57,9 +57,10 @@ def run(args, scenario):
         f.write('log_level = "warn"; state_dir = "%s"; module_dir = "%s/sinks";\n'
                 'spool: { dir = "%s"; };\n'
                 'sinks = ( { name = "f"; type = "file"; path = "%s"; fsync = %s;'
-                ' rotate_bytes = 0; batch_max_records = %d; } );\n'
+                ' rotate_bytes = 0; batch_max_records = %d;%s } );\n'
                 % (state, args.build, spool, out, "false" if args.null else "true",
-                   args.batch))
+                   args.batch, "" if args.linger < 0 else
+                   ' batch_linger = "%dms";' % args.linger))
     fill = [os.path.join(args.build, "bench", "spool_fill"), spool, str(args.n)]
     agent_cmd = [os.path.join(args.build, "logferry"), "run", "-c", conf]
     try:
@@ -110,6 +111,8 @@ def main():
     p.add_argument("-n", type=int, default=1_000_000)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--null", action="store_true")
+    p.add_argument("--linger", type=int, default=-1,
+                   help="batch_linger in ms (default: the file sink's, 20 ms)")
     p.add_argument("--dir", default="/tmp")
     p.add_argument("--scenario", default="both")
     args = p.parse_args()

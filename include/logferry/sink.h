@@ -312,6 +312,18 @@ typedef struct lf_sink_ops {
 
     /* Free the instance. Accepts NULL. */
     void (*destroy)(void *inst);
+
+    /* ---- added in ABI 1 (the host checks struct_size) ---- */
+
+    /* How long the core lets a batch that is not full wait for more
+       records before deliver() (the user's batch_linger overrides). */
+    uint32_t batch_linger_ms;
+
+    /* Check the values without creating anything (no file, no network):
+       `logferry check` and config loading call it, so a bad setting is an
+       error naming the sink before the agent runs. Return 0, or -1 with a
+       reason in err. May be NULL. */
+    int (*validate)(const lf_conf_value *values, char *err, size_t errlen);
 } lf_sink_ops;
 
 typedef const lf_sink_ops *(*lf_sink_entry_fn)(void);

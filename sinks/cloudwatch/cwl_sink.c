@@ -282,10 +282,12 @@ static int make_emf(cwl_sink *s, const char *ns)
 
 /* Owns nothing of `v` or `host` (both outlive the instance); everything
  * the instance allocates is freed by cwl_destroy(). */
-static int cwl_create(const lf_conf_value *v, const lf_host *host, void **out,
-                      char *err, size_t errlen)
+/* Build an instance; with host == NULL only check the values (for
+ * `logferry check`): nothing is started and nothing is kept. */
+static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
+                     char *err, size_t errlen)
 {
-    if (!LF_HOST_HAS(host, aws_result_free)) {
+    if (host && !LF_HOST_HAS(host, aws_result_free)) {
         snprintf(err, errlen,
                  "this agent does not lend the AWS services the cloudwatch "
                  "sink needs (host table too old)");
@@ -417,6 +419,10 @@ static int cwl_create(const lf_conf_value *v, const lf_host *host, void **out,
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 ||
         !s->hostname[0])
         snprintf(s->hostname, sizeof s->hostname, "localhost");
+    if (!host) {
+        cwl_destroy(s); /* the values are fine */
+        return 0;
+    }
 
     s->msgs.max = CWL_MSGS_MAX;
     s->bodies = calloc(s->concurrency, sizeof *s->bodies);
@@ -447,6 +453,18 @@ oom:
 fail:
     cwl_destroy(s);
     return -1;
+}
+
+static int cwl_create(const lf_conf_value *v, const lf_host *host, void **out,
+                      char *err, size_t errlen)
+{
+    return cwl_build(v, host, out, err, errlen);
+}
+
+static int cwl_validate(const lf_conf_value *v, char *err, size_t errlen)
+{
+    void *unused = NULL;
+    return cwl_build(v, NULL, &unused, err, errlen);
 }
 
 /* ---- deliver: routing ---------------------------------------------------- */
@@ -1038,6 +1056,7 @@ static const lf_sink_ops ops = {
     .deliver = cwl_deliver,
     .flush = NULL,
     .destroy = cwl_destroy,
+    .validate = cwl_validate,
 };
 
 LF_SINK_MODULE(ops)
