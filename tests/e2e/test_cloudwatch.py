@@ -44,10 +44,14 @@ def conf_value(v):
     return json.dumps(v)
 
 
-class CloudWatch(lh.TestCase):
+class CloudWatchBase(lh.TestCase):
+    """moto + proxy for a class of tests, and the helpers they share
+    (also used by test_tenants.py)."""
+    TENANT_COUNT = TENANTS
+
     @classmethod
     def setUpClass(cls):
-        cls.h = Harness(tenants=TENANTS, proxy=True).start()
+        cls.h = Harness(tenants=cls.TENANT_COUNT, proxy=True).start()
         # ExternalIds the template "ext-${account_id}" can build; the
         # proxy checks them on every AssumeRole (moto does not).
         for t in cls.h.tenants:
@@ -193,6 +197,9 @@ class CloudWatch(lh.TestCase):
         self.assertEqual(st["violation_count"], 0, st["violations"][:5])
         return st
 
+
+
+class CloudWatch(CloudWatchBase):
     # ---- tests -----------------------------------------------------------
     def test_tenants_land_in_own_accounts(self):
         """Each record in its own tenant's account, group and stream, none
