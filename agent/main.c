@@ -301,6 +301,10 @@ static int cmd_emit(int argc, char **argv)
     const char *spool = spool_dir_of(&o, e.spool, reg, &conf);
     if (!spool)
         goto out;
+    /* The writer creates the spool directory itself; from the command
+       line, also its parents, as the agent does. */
+    if (agent_mkdirs(spool) != 0)
+        fprintf(stderr, "emit: cannot create %s: %s\n", spool, strerror(errno));
     lf_writer_options wo;
     lf_writer_options_init(&wo);
     if (e.durable)

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "log.h"
 #include "spool_format.h"
 
@@ -52,7 +53,7 @@ int spool_watch_open(spool_watch *w, const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    if (agent_mkdirs(dir) != 0) {
         snprintf(err, errlen, "spool %s: cannot create: %s", dir,
                  strerror(errno));
         return -1;

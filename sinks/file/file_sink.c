@@ -43,7 +43,7 @@ enum { K_PATH, K_ROTATE_BYTES, K_ROTATE_AGE, K_FSYNC, K_MODE, K_COUNT };
 static const lf_conf_key file_keys[K_COUNT] = {
     [K_PATH] = {"path", LF_CONF_STRING, 1, NULL, 1, PATH_MAX - 32, NULL,
                 "File the records are appended to, one JSON object per "
-                "line; its directory must exist."},
+                "line; missing directories above it are created."},
     [K_ROTATE_BYTES] = {"rotate_bytes", LF_CONF_SIZE, 0, "100MB", 0, INT64_MAX,
                         NULL,
                         "Rotate the file before a batch once it has reached "
@@ -148,11 +148,27 @@ static int repair_torn_line(file_sink *fs, int fd, off_t size)
     return 0;
 }
 
+/* Create the directories above `path` that are missing (0750). */
+static void make_parents(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        mkdir(tmp, 0750); /* EEXIST is fine; open() reports the rest */
+        *p = '/';
+    }
+}
+
 static int file_open(file_sink *fs)
 {
     int created = 0;
     int fd = open(fs->path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOCTTY);
     if (fd < 0 && errno == ENOENT) {
+        make_parents(fs->path);
         fd = open(fs->path,
                   O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY,
                   fs->mode);

@@ -33,6 +33,34 @@ class Cli(h.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertIn("ok (1 sink)", p.stdout.decode())
 
+    def test_bundled_config_runs_from_scratch(self):
+        # What scripts/demo.sh does: the bundled config, relative paths,
+        # in a directory where nothing exists yet; emit may run first.
+        import shutil
+        import time
+        shutil.copytree(os.path.join(h.SRC, "conf"), os.path.join(self.root, "conf"))
+        cmd = [h.BIN, "emit", "-c", "conf/logferry.conf", "--module-dir", h.MODULES,
+               "--tenant_id", "t", "-n", "3"]
+        p = subprocess.run(cmd, cwd=self.root, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        agent = subprocess.Popen([h.BIN, "run", "-c", "conf/logferry.conf",
+                                  "--module-dir", h.MODULES], cwd=self.root,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        out = os.path.join(self.root, "var", "out", "records.ndjson")
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if os.path.exists(out):
+                with open(out) as f:
+                    if len(f.readlines()) == 3:
+                        break
+            time.sleep(0.1)
+        agent.terminate()
+        _, err = agent.communicate(timeout=30)
+        self.assertEqual(agent.returncode, 0, err.decode())
+        with open(out) as f:
+            self.assertEqual(len(f.readlines()), 3)
+
     def test_config_reference_matches_code(self):
         p = run("config-doc", "--module-dir", h.MODULES)
         self.assertEqual(p.returncode, 0, p.stderr.decode())
