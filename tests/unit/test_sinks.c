@@ -837,13 +837,17 @@ START_TEST(test_file_open_failure_retries_then_recovers)
     lf_conf_value *v;
     void *fs = file_sink_new(ops, t, path, -1, -1, &v);
 
-    /* The directory vanishes: nothing can be written, RETRY. */
+    /* The directory is replaced by a plain file: nothing can be written
+       (and it cannot be re-created), RETRY. */
     ck_assert_int_eq(unlink(path), 0);
     ck_assert_int_eq(rmdir(sub), 0);
+    FILE *blk = fopen(sub, "w");
+    ck_assert_ptr_nonnull(blk);
+    fclose(blk);
     recs *b = recs_new(0, 5);
     ck_assert_int_eq(deliver(ops, fs, t, b), LF_DELIVER_RETRY);
     ck_assert_ptr_nonnull(strstr(t->log, "open"));
-    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    ck_assert_int_eq(unlink(sub), 0);
     ck_assert_int_eq(deliver(ops, fs, t, b), LF_DELIVER_OK);
     recs_free(b);
 
@@ -870,12 +874,26 @@ START_TEST(test_file_create_errors)
     void *inst = NULL;
     char err[256] = "";
 
-    conf_key(ops, v, "path")->s = "/nonexistent-dir/x/out.ndjson";
+    /* A path that cannot be a file: its "directory" is a regular file. */
+    char *dir = tmpdir(), path[1100], blocker[512];
+    snprintf(blocker, sizeof blocker, "%s/plainfile", dir);
+    FILE *bf = fopen(blocker, "w");
+    ck_assert_ptr_nonnull(bf);
+    fclose(bf);
+    snprintf(path, sizeof path, "%s/x/out.ndjson", blocker);
+    conf_key(ops, v, "path")->s = path;
     ck_assert_int_eq(ops->create(v, &t->pub, &inst, err, sizeof err), -1);
-    ck_assert_ptr_nonnull(strstr(err, "/nonexistent-dir/x/out.ndjson"));
+    ck_assert_ptr_nonnull(strstr(err, path));
     ck_assert_ptr_null(inst);
 
-    char *dir = tmpdir(), path[512];
+    /* Missing directories above the file are created. */
+    snprintf(path, sizeof path, "%s/a/b/out.ndjson", dir);
+    conf_key(ops, v, "path")->s = path;
+    ck_assert_int_eq(ops->create(v, &t->pub, &inst, err, sizeof err), 0);
+    ops->destroy(inst);
+    inst = NULL;
+    ck_assert_int_eq(access(path, F_OK), 0);
+
     snprintf(path, sizeof path, "%s/out.ndjson", dir);
     conf_key(ops, v, "path")->s = path;
     conf_key(ops, v, "mode")->s = "0999";
