@@ -1108,7 +1108,7 @@ static int cmd_config_doc(int argc, char **argv)
                        "[TYPE...]\n"
                        "Print the configuration reference in Markdown, from "
                        "the key tables of the\nagent and of each sink module "
-                       "(default: file stdout cloudwatch).\n" COMMON_HELP,
+                       "(default: file stdout cloudwatch s3).\n" COMMON_HELP,
                        NULL, NULL, NULL, NULL, &o);
     if (i < 0)
         return i == -1 ? 0 : 2;
@@ -1131,9 +1131,9 @@ static int cmd_config_doc(int argc, char **argv)
     conf_doc_table(stdout, conf_aws_keys, AK__COUNT);
     printf("\n## `sinks`: keys of every sink\n\n");
     conf_doc_table(stdout, conf_sink_common_keys, SK__COUNT);
-    static char *defaults[] = {"file", "stdout", "cloudwatch", NULL};
+    static char *defaults[] = {"file", "stdout", "cloudwatch", "s3", NULL};
     char **types = i < argc ? argv + i : defaults;
-    int n = i < argc ? argc - i : 3;
+    int n = i < argc ? argc - i : 4;
     sink_registry *reg = sink_registry_new();
     int rc = 0;
     for (int k = 0; k < n; k++) {
