@@ -79,8 +79,13 @@ class Tenants(tc.CloudWatchBase):
         by_id = {r["record_id"]: r for r in recs}
         seen = collections.Counter()
         wrong = []
+        # Reading 1,000 accounts back is boto3-bound: a few threads.
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(8) as pool:
+            per_tenant = list(pool.map(lambda t: self.group_events(t, "/iso/"),
+                                       range(n_t)))
         for t in range(n_t):
-            for g, m in self.group_events(t, "/iso/"):
+            for g, m in per_tenant[t]:
                 rid = m["record_id"]
                 seen[rid] += 1
                 r = by_id.get(rid)
@@ -155,7 +160,9 @@ class Tenants(tc.CloudWatchBase):
         print("\noutage: %d records written during an 8 s outage and 20 kills, "
               "all delivered, %d duplicates, RSS during the backlog %d-%d KiB"
               % (len(want), dup, min(rss), max(rss)), file=sys.stderr)
-        self.assertLess(max(rss), 64 * 1024, "memory grew with the backlog")
+        # Under ASan the shadow memory and quarantine make RSS meaningless.
+        if not lh.SANITIZED:
+            self.assertLess(max(rss), 64 * 1024, "memory grew with the backlog")
         self.assert_no_violation()
 
 
