@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "arena.h"
 #include "aws_host.h"
 #include "cursor.h"
 #include "log.h"
@@ -27,67 +28,6 @@
 #define DEFAULT_BATCH_RECORDS 4096u
 #define DEFAULT_BATCH_BYTES (4u * 1024u * 1024u)
 #define ARENA_CHUNK (1u * 1024u * 1024u)
-
-/* ---- a bump allocator for one batch's decoded records ---------------- */
-
-typedef struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} arena_chunk;
-
-typedef struct arena {
-    arena_chunk *head;
-} arena;
-
-static void *arena_alloc(void *ud, size_t n)
-{
-    arena *a = ud;
-    n = (n + 15) & ~(size_t)15;
-    arena_chunk *c = a->head;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        arena_chunk *nc = malloc(sizeof *nc + cap);
-        if (!nc)
-            return NULL;
-        nc->next = c;
-        nc->used = 0;
-        nc->cap = cap;
-        a->head = c = nc;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    return p;
-}
-
-static void arena_nofree(void *ud, void *p)
-{
-    (void)ud;
-    (void)p;
-}
-
-/* Keep the newest chunk for the next batch; free the rest. */
-static void arena_reset(arena *a)
-{
-    arena_chunk *c = a->head;
-    if (!c)
-        return;
-    arena_chunk *rest = c->next;
-    c->next = NULL;
-    c->used = 0;
-    while (rest) {
-        arena_chunk *n = rest->next;
-        free(rest);
-        rest = n;
-    }
-}
-
-static void arena_free(arena *a)
-{
-    arena_reset(a);
-    free(a->head);
-    a->head = NULL;
-}
 
 /* ---- per-segment state of one sink ---------------------------------- */
 
@@ -252,7 +192,8 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
                  r->max_records);
         goto fail;
     }
-    r->pb_alloc = (ProtobufCAllocator){arena_alloc, arena_nofree, &r->arena};
+    r->arena = arena_make(ARENA_CHUNK);
+    r->pb_alloc = arena_pb_allocator(&r->arena);
     if (getrandom(&r->rng, sizeof r->rng, 0) != sizeof r->rng)
         r->rng = (uint64_t)host_mono_ns();
 
@@ -595,9 +536,8 @@ static void batch_reset(sink_runner *r)
     r->batch_bytes = 0;
     /* With redaction on, the arena held text the rules removed: do not
        leave it lying in memory for the next batch to sit on. */
-    if (r->arena.head && (route_global_redact(r->routes) || r->conf.redact))
-        for (arena_chunk *c = r->arena.head; c; c = c->next)
-            memset(c->data, 0, c->used);
+    if (route_global_redact(r->routes) || r->conf.redact)
+        arena_wipe(&r->arena);
     arena_reset(&r->arena);
     sink_host_reset_batch(&r->host);
 }

@@ -13,16 +13,6 @@
 #include "log.h"
 #include "record_json.h"
 
-/* field() answers must stay valid for the whole deliver() call, so they
- * are carved from chunks that live until the next batch. */
-struct host_scratch {
-    struct host_scratch *next;
-    size_t used, cap;
-    char data[];
-};
-
-#define SCRATCH_CHUNK (64u * 1024u)
-
 static sink_host *self(const lf_host *h)
 {
     return (sink_host *)h->priv;
@@ -68,31 +58,13 @@ static size_t host_to_json(const lf_host *h, const lf_record *rec, char *dst,
     return rjson_render(rec->internal, dst, cap);
 }
 
-static char *scratch_alloc(sink_host *h, size_t n)
-{
-    host_scratch *s = h->scratch;
-    if (!s || s->cap - s->used < n) {
-        size_t cap = n > SCRATCH_CHUNK ? n : SCRATCH_CHUNK;
-        host_scratch *ns = malloc(sizeof *ns + cap);
-        if (!ns)
-            return NULL;
-        ns->next = s;
-        ns->used = 0;
-        ns->cap = cap;
-        h->scratch = s = ns;
-    }
-    char *p = s->data + s->used;
-    s->used += n;
-    return p;
-}
-
 static size_t host_field(const lf_host *hp, const lf_record *rec,
                          const char *name, const char **out)
 {
     sink_host *h = self(hp);
     /* A sink may call field() from its own worker threads. */
     pthread_mutex_lock(&h->lock);
-    char *scratch = scratch_alloc(h, RJSON_FIELD_SCRATCH);
+    char *scratch = arena_alloc(&h->scratch, RJSON_FIELD_SCRATCH);
     pthread_mutex_unlock(&h->lock);
     if (!scratch)
         return (size_t)-1;
@@ -138,23 +110,14 @@ int sink_host_init(sink_host *h, const char *type, const char *name)
     h->pub.mono_ns = host_mono;
     h->pub.priv = h;
     snprintf(h->prefix, sizeof h->prefix, "sink %s[%s]", type, name);
+    /* field() answers live until the next batch. */
+    h->scratch = arena_make(64u * 1024u);
     return pthread_mutex_init(&h->lock, NULL) == 0 ? 0 : -1;
 }
 
 void sink_host_reset_batch(sink_host *h)
 {
-    /* Keep one chunk: most batches need no more. */
-    host_scratch *s = h->scratch;
-    if (!s)
-        return;
-    host_scratch *rest = s->next;
-    s->next = NULL;
-    s->used = 0;
-    while (rest) {
-        host_scratch *n = rest->next;
-        free(rest);
-        rest = n;
-    }
+    arena_reset(&h->scratch);
 }
 
 int sink_host_set_instance_dir(sink_host *h, const char *state_dir,
@@ -184,9 +147,7 @@ void sink_host_destroy(sink_host *h)
         return;
     free(h->instance_dir);
     h->instance_dir = NULL;
-    sink_host_reset_batch(h);
-    free(h->scratch);
-    h->scratch = NULL;
+    arena_free(&h->scratch);
     pthread_mutex_destroy(&h->lock);
 }
 

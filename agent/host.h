@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "arena.h"
 #include "logferry/sink.h"
 
 #define HOST_MAX_COUNTERS 64
@@ -24,17 +25,15 @@ typedef struct host_counter {
     uint64_t value;
 } host_counter;
 
-typedef struct host_scratch host_scratch;
-
 typedef struct sink_host {
     lf_host pub; /* what the sink sees; pub.priv points back here */
     char prefix[160];
     pthread_mutex_t lock;
     host_counter counters[HOST_MAX_COUNTERS];
     size_t n_counters;
-    host_scratch *scratch; /* memory for field() answers of one batch */
-    struct aws_host *aws;  /* AWS services, shared by all hosts; NULL */
-    char *instance_dir;    /* owned; pub.instance_dir points here */
+    arena scratch;        /* memory for field() answers of one batch */
+    struct aws_host *aws; /* AWS services, shared by all hosts; NULL */
+    char *instance_dir;   /* owned; pub.instance_dir points here */
 } sink_host;
 
 /* Set up a host for the sink instance `name` of module `type`. Returns 0

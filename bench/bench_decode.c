@@ -5,8 +5,8 @@
  * Encodes a pool of typical invocation records (the shape bench_append
  * writes, with the id and time the writer stamps: ~340 bytes; request ids
  * differ) and decodes them round after round on one thread into a
- * per-batch arena built like delivery.c's (1 MiB chunks, reset every 4096
- * records). Only the decode call is timed, with the process CPU clock (the
+ * per-batch arena (agent/arena.c, as in delivery.c: (1 MiB chunks, reset every
+ * 4096 records). Only the decode call is timed, with the process CPU clock (the
  * VM is shared); the payload copy delivery.c makes first is the same for
  * both decoders and is left out. Each row prints the best and the median
  * round.
@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "record_decode.h"
 
 typedef Logferry__V1__InvocationRecord rec_t;
@@ -32,66 +33,6 @@ typedef Logferry__V1__InvocationRecord__AttributesEntry attr_t;
 #define BATCH 4096
 #define ARENA_CHUNK (1u * 1024u * 1024u)
 #define MAX_ROUNDS 64
-
-/* ---- the arena, as in delivery.c ------------------------------------- */
-
-typedef struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} arena_chunk;
-
-typedef struct arena {
-    arena_chunk *head;
-} arena;
-
-static void *arena_alloc(void *ud, size_t n)
-{
-    arena *a = ud;
-    n = (n + 15) & ~(size_t)15;
-    arena_chunk *c = a->head;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        arena_chunk *nc = malloc(sizeof *nc + cap);
-        if (!nc)
-            return NULL;
-        nc->next = c;
-        nc->used = 0;
-        nc->cap = cap;
-        a->head = c = nc;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    return p;
-}
-
-static void arena_nofree(void *ud, void *p)
-{
-    (void)ud;
-    (void)p;
-}
-
-static void arena_reset(arena *a)
-{
-    arena_chunk *c = a->head;
-    if (!c)
-        return;
-    arena_chunk *rest = c->next;
-    c->next = NULL;
-    c->used = 0;
-    while (rest) {
-        arena_chunk *n = rest->next;
-        free(rest);
-        rest = n;
-    }
-}
-
-static void arena_free(arena *a)
-{
-    arena_reset(a);
-    free(a->head);
-    a->head = NULL;
-}
 
 /* ---- the records ------------------------------------------------------ */
 
@@ -247,8 +188,8 @@ int main(int argc, char **argv)
 
     static encoded pool[POOL];
     encode_pool(pool, n_attr);
-    arena a = {0};
-    ProtobufCAllocator alloc = {arena_alloc, arena_nofree, &a};
+    arena a = arena_make(ARENA_CHUNK);
+    ProtobufCAllocator alloc = arena_pb_allocator(&a);
     check_equal(pool, &alloc);
     arena_reset(&a);
 
