@@ -151,7 +151,7 @@ def main():
                 'spool: { dir = "%s"; };\n'
                 'aws: { region = "us-east-1"; };\n'
                 'sinks = ( { name = "s3"; type = "s3"; bucket = "bench-bucket";'
-                ' region = "us-east-1"; endpoint_url = "http://127.0.0.1:%d";'
+                ' region = "us-east-1"; endpoint = "http://127.0.0.1:%d";'
                 ' path_style = true; compression = "%s"; compression_level = %d;'
                 ' roll_age = "%s";%s } );\n'
                 % (state, build, spool, ep.port, args.compression, args.level,

@@ -99,7 +99,7 @@ static const lf_conf_key s3_keys[K_COUNT] = {
     [K_REGION] = {"region", LF_CONF_STRING, 1, NULL, 1, 64, NULL,
                   "Region of the buckets, used for signing, STS and the "
                   "default endpoint."},
-    [K_ENDPOINT] = {"endpoint_url", LF_CONF_STRING, 0, NULL, 1, 512, NULL,
+    [K_ENDPOINT] = {"endpoint", LF_CONF_STRING, 0, NULL, 1, 512, NULL,
                     "Endpoint override, scheme://host[:port] (default "
                     "https://s3.<region>.amazonaws.com)."},
     [K_PATH_STYLE] = {"path_style", LF_CONF_BOOL, 0, "false", 0, 0, NULL,
@@ -1253,7 +1253,7 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
             memchr(hostp, '/', el - (size_t)(hostp - ep)) ||
             strpbrk(ep, "?# \t")) {
             snprintf(err, errlen,
-                     "endpoint_url: '%s' is not scheme://host[:port]", ep);
+                     "endpoint: '%s' is not scheme://host[:port]", ep);
             return -1;
         }
         s->endpoint = strndup(ep, el);

@@ -133,7 +133,7 @@ class S3(h.TestCase):
         conf = {
             "bucket": "lf-archive-${account_id}",
             "region": INFO["region"],
-            "endpoint_url": INFO["endpoint"],
+            "endpoint": INFO["endpoint"],
             "path_style": True,
             "role_arn": "arn:aws:iam::${account_id}:role/LogWriter",
             "external_id": "lf-ext-${account_id}",

@@ -78,7 +78,7 @@ class Both(h.TestCase):
             'endpoint = "%s"; role_arn = "arn:aws:iam::${account_id}:role/LogWriter"; '
             'external_id = "ext-${account_id}"; log_group = "/%s/${tenant_id}"; '
             'log_stream = "${app}"; create_group = true; backoff_cap = "1s"; }, '
-            '{ name = "s3"; type = "s3"; region = "us-east-1"; endpoint_url = "%s"; '
+            '{ name = "s3"; type = "s3"; region = "us-east-1"; endpoint = "%s"; '
             'path_style = true; bucket = "lf-both-${account_id}"; '
             'role_arn = "arn:aws:iam::${account_id}:role/LogWriter"; '
             'external_id = "ext-${account_id}"; prefix = "%s"; roll_age = "1s"; '

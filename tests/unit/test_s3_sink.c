@@ -598,7 +598,7 @@ static void config(const char *const *over)
         set_value((int)i, ops->config_keys[i].def);
     set_value(key_index("bucket"), "b-${account_id}");
     set_value(key_index("region"), "eu-west-1");
-    set_value(key_index("endpoint_url"), ENDPOINT);
+    set_value(key_index("endpoint"), ENDPOINT);
     set_value(key_index("path_style"), "true");
     set_value(key_index("role_arn"),
               "arn:aws:iam::${account_id}:role/LogWriter");
@@ -1378,8 +1378,8 @@ START_TEST(test_config_errors)
         const char *set[3], *want;
     } cases[] = {
         {{"key_template=${prefix}/${tenant_id}.ndjson"}, "${first}"},
-        {{"endpoint_url=ftp://x"}, "endpoint_url"},
-        {{"endpoint_url=http://host/path"}, "endpoint_url"},
+        {{"endpoint=ftp://x"}, "endpoint"},
+        {{"endpoint=http://host/path"}, "endpoint"},
         {{"bucket=Not_A_Bucket"}, "bucket"},
         {{"bucket=b-${prompt_text}"}, "prompt_text"},
         {{"role_arn=arn:aws:iam::12:role/x"}, "role_arn"},
