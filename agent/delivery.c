@@ -699,10 +699,11 @@ static int parked_full(const sink_runner *r)
            r->n_parked >= PARKED_MAX_RECORDS;
 }
 
-/* Backoff of one parked record: full jitter over base * 2^attempts, at
- * least retry_after. */
-static int64_t park_delay_ms(sink_runner *r, unsigned attempts,
-                             uint32_t retry_after_ms)
+/* Exponential backoff with full jitter: a random delay in
+ * [0, min(cap, base * 2^attempts)] ms, at least retry_after_ms. Used for a
+ * whole batch (backoff_sleep) and for each parked record. */
+static int64_t backoff_delay_ms(sink_runner *r, unsigned attempts,
+                                uint32_t retry_after_ms)
 {
     int64_t base = conf_int(&r->conf.common, SK_BACKOFF_BASE);
     int64_t cap = conf_int(&r->conf.common, SK_BACKOFF_CAP);
@@ -711,6 +712,7 @@ static int64_t park_delay_ms(sink_runner *r, unsigned attempts,
         ceil *= 2;
     if (ceil > cap)
         ceil = cap;
+    /* Full jitter: spread retries of many agents over the whole window. */
     int64_t ms = (int64_t)(rng_next(&r->rng) % (uint64_t)(ceil + 1));
     return (int64_t)retry_after_ms > ms ? (int64_t)retry_after_ms : ms;
 }
@@ -743,7 +745,7 @@ static int park(sink_runner *r, size_t i, uint32_t retry_after_ms)
     p->attempts = r->rec_attempts[i] + 1;
     p->since_ns = r->rec_since[i] ? r->rec_since[i] : host_mono_ns();
     p->due_ns = host_mono_ns() +
-                park_delay_ms(r, p->attempts, retry_after_ms) * 1000000LL;
+                backoff_delay_ms(r, p->attempts, retry_after_ms) * 1000000LL;
     r->parked_bytes += rec->len;
     r->n_parked++;
     return 0;
@@ -870,17 +872,7 @@ static int fill_batch(sink_runner *r)
 
 static void backoff_sleep(sink_runner *r, uint32_t retry_after_ms, int quiet)
 {
-    int64_t base = conf_int(&r->conf.common, SK_BACKOFF_BASE);
-    int64_t cap = conf_int(&r->conf.common, SK_BACKOFF_CAP);
-    int64_t ceil = base;
-    for (unsigned i = 0; i < r->attempt && ceil < cap; i++)
-        ceil *= 2;
-    if (ceil > cap)
-        ceil = cap;
-    /* Full jitter: spread retries of many agents over the whole window. */
-    int64_t ms = (int64_t)(rng_next(&r->rng) % (uint64_t)(ceil + 1));
-    if ((int64_t)retry_after_ms > ms)
-        ms = retry_after_ms;
+    int64_t ms = backoff_delay_ms(r, r->attempt, retry_after_ms);
     r->attempt++;
     if (!quiet && (r->attempt & (r->attempt - 1)) == 0)
         RLOG(r, LF_LOG_INFO,
@@ -956,12 +948,10 @@ static int deliver_batch(sink_runner *r)
                        whole batch would duplicate the accepted ones. They
                        wait parked, so the destinations that work keep
                        flowing; in place only if the parking is full. */
-                    int64_t max = conf_int(&r->conf.common, SK_MAX_RETRY);
-                    int64_t since =
-                        r->rec_since[i] ? r->rec_since[i] : host_mono_ns();
-                    if (max > 0 && host_mono_ns() - since >= max * 1000000LL) {
-                        give_up(r, since, &recs[i], 1, b.fail_reason);
-                    } else if (recs == r->recs && !r->env->replay &&
+                    if (give_up(r, r->rec_since[i], &recs[i], 1,
+                                b.fail_reason)) {
+                        /* retried for too long: dead-lettered */
+                    } else if (!r->env->replay &&
                                park(r, i, b.retry_after_ms) == 0) {
                         parked_now++;
                     } else {

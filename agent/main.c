@@ -495,48 +495,27 @@ static int dump_segment(const char *path, const char *name, int dead,
     return 0;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Call fn for each segment of dir in creation order. */
 static int for_each_segment(const char *dir,
                             int (*fn)(const char *path, const char *name,
                                       void *ud),
                             void *ud)
 {
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "%s: cannot read directory: %s\n", dir,
-                strerror(errno));
+    size_t n;
+    char err[512];
+    char **names = spool_list_segments(dir, &n, err, sizeof err);
+    if (!names) {
+        fprintf(stderr, "%s\n", err);
         return -1;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (e->d_name[0] == '.' || l < 5 || strcmp(e->d_name + l - 4, ".lfs"))
-            continue;
-        char **nn = realloc(names, (n + 1) * sizeof *nn);
-        if (!nn)
-            break;
-        names = nn;
-        names[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, cmp_name);
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (names[i] && fn(path, names[i], ud) != 0)
+        if (fn(path, names[i], ud) != 0)
             rc = -1;
-        free(names[i]);
     }
-    free(names);
+    spool_watch_free_list(names, n);
     return rc;
 }
 

@@ -3,7 +3,6 @@
  */
 #include "retention.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "log.h"
 #include "spool_format.h"
 #include "spool_reader.h"
+#include "tail.h"
 
 int retention_segment_age(const char *path, int64_t now_ns, int64_t *age_ms,
                           int *live)
@@ -66,33 +66,30 @@ uint64_t retention_frames_from(const char *path, uint64_t offset)
 unsigned retention_sweep_dir(const char *dir, int64_t max_age_ms,
                              int64_t now_ns, uint64_t *records)
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    size_t n;
+    char err[512];
+    char **names = spool_list_segments(dir, &n, err, sizeof err);
+    if (!names)
         return 0;
     unsigned removed = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (e->d_name[0] == '.' || l < 5 ||
-            strcmp(e->d_name + l - 4, SPOOL_SEGMENT_SUFFIX) != 0)
-            continue;
+    for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         int64_t age;
         int live;
         if (retention_segment_age(path, now_ns, &age, &live) != 0 || live ||
             age < max_age_ms)
             continue;
-        uint64_t n = retention_frames_from(path, 0);
+        uint64_t frames = retention_frames_from(path, 0);
         if (unlink(path) == 0) {
             removed++;
-            *records += n;
+            *records += frames;
         } else if (errno != ENOENT) {
             log_warn("msg=\"cannot purge expired segment\" path=%s "
                      "error=\"%s\"",
                      path, strerror(errno));
         }
     }
-    closedir(d);
+    spool_watch_free_list(names, n);
     return removed;
 }

@@ -90,13 +90,13 @@ void spool_watch_close(spool_watch *w)
     memset(w, 0, sizeof *w);
 }
 
-int spool_watch_scan(spool_watch *w, char *err, size_t errlen)
+char **spool_list_segments(const char *dir, size_t *n_out, char *err,
+                           size_t errlen)
 {
-    DIR *d = opendir(w->dir);
+    DIR *d = opendir(dir);
     if (!d) {
-        snprintf(err, errlen, "spool %s: cannot read: %s", w->dir,
-                 strerror(errno));
-        return -1;
+        snprintf(err, errlen, "%s: cannot read: %s", dir, strerror(errno));
+        return NULL;
     }
     size_t n = 0, cap = 64;
     char **names = malloc(cap * sizeof *names);
@@ -122,20 +122,26 @@ int spool_watch_scan(spool_watch *w, char *err, size_t errlen)
     }
     closedir(d);
     if (!names) {
-        snprintf(err, errlen, "spool %s: out of memory listing", w->dir);
-        return -1;
+        snprintf(err, errlen, "%s: out of memory listing", dir);
+        return NULL;
     }
     qsort(names, n, sizeof *names, cmp_str);
+    *n_out = n;
+    return names;
+}
+
+int spool_watch_scan(spool_watch *w, char *err, size_t errlen)
+{
+    size_t n;
+    char **names = spool_list_segments(w->dir, &n, err, errlen);
+    if (!names)
+        return -1;
     pthread_mutex_lock(&w->lock);
-    int changed = n != w->n;
-    for (size_t i = 0; !changed && i < n; i++)
-        changed = strcmp(names[i], w->names[i]) != 0;
     spool_watch_free_list(w->names, w->n);
     w->names = names;
     w->n = n;
     /* A rescan also stands in for lost IN_MODIFY events: always wake. */
     w->gen++;
-    (void)changed;
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
     return 0;

@@ -25,6 +25,13 @@ typedef struct spool_watch {
     int stopping;
 } spool_watch;
 
+/* The segment names of directory `dir` (hidden temporary names left
+ * out), sorted, i.e. in creation order. Returns an array the caller frees
+ * with spool_watch_free_list() and sets *n; NULL with err set when the
+ * directory cannot be read. */
+char **spool_list_segments(const char *dir, size_t *n, char *err,
+                           size_t errlen);
+
 /* Create the spool directory if needed (0700), start watching it and scan
  * it once. Returns 0, or -1 with err naming the directory. */
 int spool_watch_open(spool_watch *w, const char *dir, char *err, size_t errlen);
