@@ -22,8 +22,10 @@
 #include "config.h"
 #include "delivery.h"
 #include "log.h"
+#include "record_json.h"
 #include "retention.h"
 #include "route.h"
+#include "scrub.h"
 #include "sink_loader.h"
 #include "spool_format.h"
 #include "spool_writer_internal.h"
@@ -43,6 +45,10 @@ typedef struct agent {
     char *spool_dir, *state_dir; /* fixed for the life of the process */
     aws_host *aws;
     int warned_live_age;
+    /* Per-route retention (scrub.h): one scrubber for the spool, one for
+       the dead letters; made while some route has a max_age. */
+    scrubber *scrub_spool, *scrub_dead;
+    char scratch[RJSON_FIELD_SCRATCH]; /* route matching on this thread */
 } agent;
 
 int agent_mkdirs(const char *dir)
@@ -120,6 +126,89 @@ static int remove_runner(agent *a, size_t i, int64_t deadline_ms)
     return rc;
 }
 
+/* The bound on how long anything may stay on disk that sinks must obey
+ * for data they stage: the smallest of spool.max_age and the routes'
+ * max_age (0: none). */
+static int64_t staged_bound(const agent_conf *c)
+{
+    int64_t g = conf_int(&c->spool, PK_MAX_AGE);
+    int64_t r = route_min_max_age(c->routes);
+    return !g || (r && r < g) ? r : g;
+}
+
+static int64_t scrub_limit(void *ctx, const Logferry__V1__InvocationRecord *rec)
+{
+    agent *a = ctx;
+    return route_max_age(a->conf->routes, rec, a->scratch);
+}
+
+/* Count, per sink, the purged records it had not acknowledged yet. */
+static void scrub_counted(void *ctx, const char *name, const uint64_t *off,
+                          size_t n)
+{
+    agent *a = ctx;
+    for (size_t j = 0; j < a->n_runners; j++) {
+        sink_runner *r = a->runners[j];
+        if (sink_runner_done_with(r, name))
+            continue;
+        uint64_t cur = sink_runner_offset(r, name);
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (off[mid] < cur)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (n > lo)
+            sink_host_count(sink_runner_host(r), "retention_purged", n - lo);
+    }
+}
+
+static void drop_scrubbers(agent *a)
+{
+    scrubber_free(a->scrub_spool);
+    scrubber_free(a->scrub_dead);
+    a->scrub_spool = a->scrub_dead = NULL;
+}
+
+/* Apply the routes' max_age to the records of the segments that stay
+ * (scrub.h); names are those still in the spool. */
+static void apply_route_retention(agent *a, char **names, size_t n, int64_t now)
+{
+    if (route_min_max_age(a->conf->routes) <= 0) {
+        drop_scrubbers(a);
+        return;
+    }
+    char dl[PATH_MAX];
+    snprintf(dl, sizeof dl, "%s/deadletter", a->state_dir);
+    if (!a->scrub_spool)
+        a->scrub_spool =
+            scrubber_new(a->env.spool_dir, scrub_limit, scrub_counted, a);
+    if (!a->scrub_dead)
+        a->scrub_dead = scrubber_new(dl, scrub_limit, NULL, a);
+    scrub_stats st;
+    if (a->scrub_spool) {
+        scrubber_pass(a->scrub_spool, names, n, now, &st);
+        if (st.purged)
+            log_info("msg=\"retention rules purged records\" where=spool "
+                     "segments=%u records=%llu",
+                     st.segments, (unsigned long long)st.purged);
+    }
+    size_t nd;
+    char err[512];
+    char **dn = spool_list_segments(dl, &nd, err, sizeof err);
+    if (a->scrub_dead && dn) {
+        scrubber_pass(a->scrub_dead, dn, nd, now, &st);
+        if (st.purged)
+            log_info("msg=\"retention rules purged records\" "
+                     "where=dead_letters segments=%u records=%llu",
+                     st.segments, (unsigned long long)st.purged);
+    }
+    if (dn)
+        spool_watch_free_list(dn, nd);
+}
+
 /* Remove what may go: segments every running sink has finished (after
  * spool.keep_delivered), and anything older than spool.max_age, delivered
  * or not (retention.h). This is the one place the agent deletes spool
@@ -134,9 +223,13 @@ static void collect_garbage(agent *a)
     char **names = spool_watch_list(&a->watch, &n, &gen);
     if (!names)
         return;
+    char **left = malloc((n ? n : 1) * sizeof *left);
+    size_t n_left = 0;
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", a->env.spool_dir, names[i]);
+        if (left)
+            left[n_left++] = names[i];
         int all = a->n_runners > 0;
         for (size_t j = 0; j < a->n_runners && all; j++)
             all = sink_runner_done_with(a->runners[j], names[i]);
@@ -183,14 +276,19 @@ static void collect_garbage(agent *a)
                 }
             }
         }
-        if (unlink(path) == 0)
+        if (unlink(path) == 0) {
             log_msg(*why == 'e' ? LF_LOG_INFO : LF_LOG_DEBUG, NULL,
                     "msg=\"segment removed\" reason=%s segment=%s age_ms=%lld",
                     why, names[i], (long long)age);
-        else if (errno != ENOENT)
+            n_left -= left != NULL;
+        } else if (errno != ENOENT) {
             log_warn("msg=\"cannot remove segment\" path=%s error=\"%s\"", path,
                      strerror(errno));
+        }
     }
+    if (left)
+        apply_route_retention(a, left, n_left, now);
+    free(left);
     spool_watch_free_list(names, n);
     if (max_age > 0) {
         char dl[PATH_MAX];
@@ -249,6 +347,9 @@ static void reload(agent *a)
     int routes_changed = strcmp(route_table_text(nc->routes),
                                 route_table_text(a->conf->routes)) != 0;
     a->env.routes = nc->routes;
+    a->env.max_age_ms = staged_bound(nc);
+    if (routes_changed)
+        drop_scrubbers(a); /* due times were computed with the old rules */
     /* Stop sinks that are gone or changed. */
     for (size_t i = 0; i < a->n_runners;) {
         const sink_conf *old = sink_runner_conf(a->runners[i]);
@@ -353,7 +454,7 @@ int agent_run(const char *conf_path, const char *module_dir_override)
         .rescan_ms = (int)conf_int(&a.conf->spool, PK_RESCAN),
         .aws = a.aws,
         .routes = a.conf->routes,
-        .max_age_ms = conf_int(&a.conf->spool, PK_MAX_AGE),
+        .max_age_ms = staged_bound(a.conf),
     };
 
     sigset_t set;
@@ -453,6 +554,7 @@ out:
     if (a.dead)
         lf_writer_close(a.dead);
     spool_watch_close(&a.watch);
+    drop_scrubbers(&a);
     aws_host_destroy(a.aws);
     agent_conf_free(a.conf);
     sink_registry_free(a.reg);

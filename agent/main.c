@@ -26,6 +26,7 @@
 #include "logferry/writer.h"
 #include "record_input.h"
 #include "record_json.h"
+#include "route.h"
 #include "delivery.h"
 #include "sink_loader.h"
 #include "spool_format.h"
@@ -382,7 +383,7 @@ out:
 /* ---- dump ----------------------------------------------------------- */
 
 typedef struct dump_totals {
-    unsigned long long records, damaged, damaged_bytes, undecodable;
+    unsigned long long records, damaged, damaged_bytes, undecodable, purged;
 } dump_totals;
 
 static void json_str(FILE *out, const char *s)
@@ -491,6 +492,9 @@ static int dump_segment(const char *path, const char *name, int dead,
             break;
         finishing = 1;
     }
+    spool_reader_stats rs;
+    spool_reader_get_stats(rd, &rs);
+    t->purged += rs.purged_frames;
     spool_reader_close(rd);
     return 0;
 }
@@ -597,9 +601,10 @@ static int cmd_dump(int argc, char **argv)
     }
     fflush(stdout);
     fprintf(stderr,
-            "dump: %llu record%s, %llu damaged region%s (%llu bytes)%s\n",
+            "dump: %llu record%s, %llu damaged region%s (%llu bytes), "
+            "%llu purged by retention rules%s\n",
             ctx.t.records, ctx.t.records == 1 ? "" : "s", ctx.t.damaged,
-            ctx.t.damaged == 1 ? "" : "s", ctx.t.damaged_bytes,
+            ctx.t.damaged == 1 ? "" : "s", ctx.t.damaged_bytes, ctx.t.purged,
             ctx.t.undecodable ? ", some records undecodable" : "");
     if (rc == 0 && ctx.t.damaged)
         rc = 3;
@@ -1110,6 +1115,7 @@ static int cmd_config_doc(int argc, char **argv)
     conf_doc_table(stdout, conf_aws_keys, AK__COUNT);
     printf("\n## `sinks`: keys of every sink\n\n");
     conf_doc_table(stdout, conf_sink_common_keys, SK__COUNT);
+    printf("\n%s", route_doc());
     static char *defaults[] = {"file", "stdout", "cloudwatch", "s3", NULL};
     char **types = i < argc ? argv + i : defaults;
     int n = i < argc ? argc - i : 4;

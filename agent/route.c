@@ -25,6 +25,7 @@ typedef struct route {
     char **sinks;
     size_t n_sinks;
     redact_rules *redact;
+    int64_t max_age_ms; /* retention of the records it routes (0: none) */
 } route;
 
 struct route_table {
@@ -35,6 +36,7 @@ struct route_table {
     char *owner;          /* the sink that dead-letters unrouted records */
     char *text;           /* canonical form, for reload comparisons */
     redact_rules *redact; /* top-level rules, for every record */
+    int64_t min_max_age;  /* smallest route max_age (0: no route has one) */
     _Atomic int refs;
 };
 
@@ -104,7 +106,7 @@ static int read_route(route *r, config_setting_t *g, size_t idx,
         config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
         const char *k = config_setting_name(m);
         if (strcmp(k, "name") && strcmp(k, "match") && strcmp(k, "sinks") &&
-            strcmp(k, "redact")) {
+            strcmp(k, "redact") && strcmp(k, "max_age")) {
             conf_errors_add(errs, "%s:%d: %s.%s: unknown key", path,
                             config_setting_source_line(m), where, k);
             bad = 1;
@@ -151,6 +153,20 @@ static int read_route(route *r, config_setting_t *g, size_t idx,
             rc->field = strdup(field);
             rc->pattern = strdup(pat);
             rc->glob = strpbrk(pat, "*?[") != NULL;
+        }
+    }
+    config_setting_t *ma = config_setting_get_member(g, "max_age");
+    if (ma) {
+        const char *v = config_setting_type(ma) == CONFIG_TYPE_STRING
+                            ? config_setting_get_string(ma)
+                            : NULL;
+        if (!v || conf_parse_duration(v, &r->max_age_ms) != 0 ||
+            r->max_age_ms <= 0) {
+            conf_errors_add(errs,
+                            "%s:%d: %s.max_age: expected a duration above 0 "
+                            "such as \"1h\" or \"7d\"",
+                            path, config_setting_source_line(ma), where);
+            bad = 1;
         }
     }
     char rw[160];
@@ -262,10 +278,14 @@ route_table *route_table_load(const config_t *cfg, const char *path,
     for (size_t k = 0; k < n_sinks && !t->owner; k++)
         if (sinks[k].name && conf_int(&sinks[k].common, SK_ENABLED))
             t->owner = strdup(sinks[k].name);
+    for (size_t i = 0; i < t->n; i++)
+        if (t->routes[i].max_age_ms > 0 &&
+            (!t->min_max_age || t->routes[i].max_age_ms < t->min_max_age))
+            t->min_max_age = t->routes[i].max_age_ms;
     /* Canonical text: mode, then each route's conditions and sinks. */
     size_t cap = 64 + (rtext ? strlen(rtext) : 0), len = 0;
     for (size_t i = 0; i < t->n; i++) {
-        cap += strlen(t->routes[i].name) + 8;
+        cap += strlen(t->routes[i].name) + 32;
         for (size_t k = 0; k < t->routes[i].n_conds; k++)
             cap += strlen(t->routes[i].conds[k].field) +
                    strlen(t->routes[i].conds[k].pattern) + 4;
@@ -278,7 +298,8 @@ route_table *route_table_load(const config_t *cfg, const char *path,
                                 t->drop_unrouted, rtext ? rtext : "");
         for (size_t i = 0; i < t->n; i++) {
             const route *ro = &t->routes[i];
-            len += (size_t)snprintf(t->text + len, cap - len, "%s{", ro->name);
+            len += (size_t)snprintf(t->text + len, cap - len, "%s@%lld{",
+                                    ro->name, (long long)ro->max_age_ms);
             for (size_t k = 0; k < ro->n_conds; k++)
                 len +=
                     (size_t)snprintf(t->text + len, cap - len, "%s=%s;",
@@ -354,4 +375,58 @@ route_verdict route_decide(const route_table *t, const char *sink,
             return ROUTE_SKIP;
     }
     return matched ? ROUTE_SKIP : ROUTE_UNROUTED;
+}
+
+int64_t route_min_max_age(const route_table *t)
+{
+    return t ? t->min_max_age : 0;
+}
+
+int64_t route_max_age(const route_table *t,
+                      const Logferry__V1__InvocationRecord *r, char *scratch)
+{
+    if (!t || !t->min_max_age)
+        return 0;
+    int64_t best = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const route *ro = &t->routes[i];
+        if (!route_matches(ro, r, scratch))
+            continue;
+        if (ro->max_age_ms > 0 && (!best || ro->max_age_ms < best))
+            best = ro->max_age_ms;
+        /* As for delivery: in "first" mode the first match decides. */
+        if (!t->fan_out)
+            break;
+    }
+    return best;
+}
+
+const char *route_doc(void)
+{
+    return "## Routes, retention rules per route, redaction\n\n"
+           "Top level: `routes = ( {...}, ... )`, `route_mode` (\"first\", "
+           "the default: the first matching route decides; \"all\": every "
+           "matching route adds its sinks), `unrouted` (\"dead_letter\", the "
+           "default, or \"drop\": what happens to a record no route "
+           "accepts; it never goes to another destination) and `redact` "
+           "(rules for every record, docs/REDACTION.md). With no routes, "
+           "every sink receives every record.\n\n"
+           "| key of a route | type | description |\n"
+           "|---|---|---|\n"
+           "| `name` | string | Names the route in errors and logs (default "
+           "its position). |\n"
+           "| `match` | group | Conditions that must all hold: record field = "
+           "exact value or shell glob, e.g. `{ tenant_id = \"acme-*\"; "
+           "prompt_text = \"?*\"; }` (`?*`: not empty); `attr_KEY` for "
+           "attributes.KEY. No match: every record. |\n"
+           "| `sinks` | list of strings, required | Sink instances that "
+           "receive the records. |\n"
+           "| `max_age` | duration | Retention rule: the records this route "
+           "routes stay on the local disk (spool, dead letters, sink "
+           "staging) no longer than this, delivered or not; removed in place "
+           "within one spool rescan of it (docs/ARCHITECTURE.md). In \"all\" "
+           "mode the smallest of the matching routes applies. Unset: only "
+           "spool.max_age. |\n"
+           "| `redact` | list | Redaction rules for the records of this "
+           "route, after the top-level ones (docs/REDACTION.md). |\n";
 }

@@ -11,6 +11,9 @@
  * through to some other destination. With no routes configured, every
  * sink receives every record.
  *
+ * A route may also set `max_age`, a retention rule for what it routes
+ * (route_max_age() below).
+ *
  * Each sink's delivery thread evaluates the routes for the records it
  * reads; routes are immutable once loaded and shared by all threads.
  */
@@ -18,6 +21,7 @@
 #define LOGFERRY_ROUTE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libconfig.h>
 #include <logferry/logferry.pb-c.h>
@@ -67,6 +71,21 @@ const struct redact_rules *route_redact(const route_table *t, int i);
 
 /* Whether unrouted records are dropped (else dead-lettered). */
 int route_unrouted_drop(const route_table *t);
+
+/* Retention rules per route. A route may carry `max_age`: the records it
+ * routes stay on the local disk (spool, dead letters, sink staging) no
+ * longer than that, delivered or not (agent/scrub.c enforces it).
+ * route_max_age() answers for one record: the max_age of the route that
+ * routes it ("first" mode) or the smallest of all matching routes' ("all"
+ * mode); 0 when none applies. `scratch` as for route_decide().
+ * route_min_max_age() is the smallest max_age of any route (0: none), the
+ * bound staged data must obey. Both answer 0 for NULL. */
+int64_t route_max_age(const route_table *t,
+                      const Logferry__V1__InvocationRecord *r, char *scratch);
+int64_t route_min_max_age(const route_table *t);
+
+/* The Markdown reference of routes for `logferry config-doc` (static). */
+const char *route_doc(void);
 
 /* Number of routes (0 for NULL). */
 size_t route_count(const route_table *t);

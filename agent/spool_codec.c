@@ -131,6 +131,14 @@ void spool_frame_header_encode(uint8_t out[SPOOL_FRAME_HDR],
     put_le32(out + 8, spool_frame_crc(payload, len));
 }
 
+void spool_frame_purged_header_encode(uint8_t out[SPOOL_FRAME_HDR],
+                                      uint32_t len)
+{
+    put_le32(out, SPOOL_FRAME_PURGED);
+    put_le32(out + 4, len);
+    put_le32(out + 8, crc32c(out + 4, 4));
+}
+
 spool_frame_status spool_frame_check(const uint8_t *buf, size_t avail,
                                      spool_frame *out)
 {
@@ -139,12 +147,16 @@ spool_frame_status spool_frame_check(const uint8_t *buf, size_t avail,
         out = &tmp;
     memset(out, 0, sizeof *out);
 
-    uint8_t sync[4];
+    uint8_t sync[4], purged[4];
     put_le32(sync, SPOOL_FRAME_SYNC);
+    put_le32(purged, SPOOL_FRAME_PURGED);
     size_t n = avail < 4 ? avail : 4;
     if (memcmp(buf, sync, n) != 0) {
-        out->fault = SPOOL_FAULT_SYNC;
-        return SPOOL_FRAME_BAD;
+        if (memcmp(buf, purged, n) != 0) {
+            out->fault = SPOOL_FAULT_SYNC;
+            return SPOOL_FRAME_BAD;
+        }
+        out->purged = 1; /* only a whole "LFRP" gets here */
     }
     if (avail < 8) {
         out->size = SPOOL_FRAME_HDR;
@@ -159,6 +171,16 @@ spool_frame_status spool_frame_check(const uint8_t *buf, size_t avail,
     out->size = (size_t)SPOOL_FRAME_HDR + len;
     if (avail < out->size)
         return SPOOL_FRAME_INCOMPLETE;
+    if (out->purged) {
+        /* Only the length is covered: the payload is zeros by
+           construction, and a purge must not depend on reading it. */
+        if (get_le32(buf + 8) != crc32c(buf + 4, 4)) {
+            out->fault = SPOOL_FAULT_CRC;
+            return SPOOL_FRAME_BAD;
+        }
+        out->payload = buf + SPOOL_FRAME_HDR;
+        return SPOOL_FRAME_OK;
+    }
     if (get_le32(buf + 8) != spool_frame_crc(buf + SPOOL_FRAME_HDR, len)) {
         out->fault = SPOOL_FAULT_CRC;
         return SPOOL_FRAME_BAD;

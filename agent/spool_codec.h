@@ -49,6 +49,13 @@ uint32_t spool_frame_crc(const void *payload, uint32_t len);
 void spool_frame_header_encode(uint8_t out[SPOOL_FRAME_HDR],
                                const void *payload, uint32_t len);
 
+/* Write the 12-byte header of a purged frame of `len` payload bytes into
+ * `out` (caller-owned). The payload itself must be zeroed by the caller
+ * first (agent/scrub.c), so a crash in between leaves damage, never a
+ * "purged" frame that still holds its record. */
+void spool_frame_purged_header_encode(uint8_t out[SPOOL_FRAME_HDR],
+                                      uint32_t len);
+
 typedef enum spool_frame_status {
     SPOOL_FRAME_OK = 0,         /* a complete frame with a valid CRC */
     SPOOL_FRAME_INCOMPLETE = 1, /* could be a frame; more bytes needed */
@@ -63,15 +70,19 @@ typedef enum spool_frame_fault {
 } spool_frame_fault;
 
 typedef struct spool_frame {
-    const uint8_t *payload;  /* OK: points into the caller's buffer */
+    const uint8_t *payload;  /* OK: points into the caller's buffer (the
+                                zeros of a purged frame) */
     uint32_t len;            /* OK: payload bytes; INCOMPLETE: the length
                                 field if the header is whole, else 0 */
     size_t size;             /* OK: SPOOL_FRAME_HDR + len. INCOMPLETE: bytes
                                 needed from the frame start to decide */
     spool_frame_fault fault; /* BAD: why */
+    int purged;              /* OK: a purged frame (SPOOL_FRAME_PURGED),
+                                no record in it */
 } spool_frame;
 
-/* Classify the `avail` bytes at `buf` (borrowed) as the start of a frame.
+/* Classify the `avail` bytes at `buf` (borrowed) as the start of a frame,
+ * a record frame or a purged one (out->purged; its payload is not checked).
  * A partial header whose available bytes agree with the sync word, or a
  * whole header whose payload runs past `avail`, is INCOMPLETE; a length
  * over SPOOL_MAX_PAYLOAD is BAD as soon as the length field is there.

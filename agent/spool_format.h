@@ -34,7 +34,8 @@
 #define SPOOL_MAGIC_LEN 8
 #define SPOOL_VERSION 1u
 #define SPOOL_HEADER_SIZE 64u
-#define SPOOL_FRAME_SYNC 0x4d52464cu /* "LFRM" read as little-endian */
+#define SPOOL_FRAME_SYNC 0x4d52464cu   /* "LFRM" read as little-endian */
+#define SPOOL_FRAME_PURGED 0x5052464cu /* "LFRP" */
 #define SPOOL_FRAME_HDR 12u
 /* Largest frame payload; equal to LF_MAX_RECORD_BYTES (writer.h), kept here
    so the format is self-contained. A longer length field is damage. */

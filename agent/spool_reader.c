@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,22 @@ struct spool_reader {
     spool_reader_stats stats;
     char errmsg[RD_ERRMSG_MAX];
 };
+
+/* Held by the scrubber around each in-place purge (it zeroes a payload,
+   then rewrites the header), and by a reader that meets a CRC mismatch
+   before it calls that damage: the frame may have been half-purged while
+   it was read, and reading it again under the lock tells. */
+static pthread_mutex_t scrub_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void spool_scrub_lock(void)
+{
+    pthread_mutex_lock(&scrub_mu);
+}
+
+void spool_scrub_unlock(void)
+{
+    pthread_mutex_unlock(&scrub_mu);
+}
 
 __attribute__((format(printf, 3, 4))) static void
 rd_fail(spool_reader *r, int err, const char *fmt, ...)
@@ -184,6 +201,7 @@ static spool_read_result rd_resync(spool_reader *r, spool_read_event *ev)
 static spool_read_result rd_next(spool_reader *r, spool_read_event *ev)
 {
     memset(ev, 0, sizeof *ev);
+    uint64_t reread_at = UINT64_MAX;
     for (;;) {
         ssize_t have = rd_fill(r, r->pos, SPOOL_FRAME_HDR);
         if (have < 0)
@@ -191,6 +209,25 @@ static spool_read_result rd_next(spool_reader *r, spool_read_event *ev)
         spool_frame f;
         const uint8_t *p = r->buf + (r->pos - r->buf_off);
         spool_frame_status st = spool_frame_check(p, (size_t)have, &f);
+        if (st == SPOOL_FRAME_BAD && f.fault == SPOOL_FAULT_CRC &&
+            reread_at != r->pos) {
+            /* Perhaps purged while we read it: look again, under the
+               scrubber's lock, before calling it damage. */
+            reread_at = r->pos;
+            spool_scrub_lock();
+            r->buf_len = 0;
+            have = rd_fill(r, r->pos, f.size);
+            spool_scrub_unlock();
+            if (have < 0)
+                return SPOOL_READ_ERROR;
+            continue;
+        }
+        if (st == SPOOL_FRAME_OK && f.purged) {
+            r->pos += f.size;
+            r->stats.purged_frames++;
+            r->stats.purged_bytes += f.size;
+            continue;
+        }
         if (st == SPOOL_FRAME_OK) {
             ev->offset = r->pos;
             ev->length = f.len;

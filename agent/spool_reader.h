@@ -22,6 +22,9 @@
  *   SPOOL_READ_ERROR   read error or a file truncated below the position;
  *                      spool_reader_errmsg() names the path.
  *
+ * Purged frames (a record a retention rule removed in place) are skipped
+ * without a result and counted in spool_reader_stats.
+ *
  * Live and complete segments. A writer holds an exclusive flock() on its
  * segment for as long as it may append (spool_format.h). While it does,
  * bytes at the tail that do not form a valid frame may be a frame being
@@ -77,6 +80,8 @@ typedef struct spool_reader_stats {
     uint64_t frames;          /* FRAME results */
     uint64_t damaged_regions; /* DAMAGE results */
     uint64_t damaged_bytes;   /* their total length */
+    uint64_t purged_frames;   /* purged frames skipped (spool_format.h) */
+    uint64_t purged_bytes;    /* their total size, headers included */
 } spool_reader_stats;
 
 /* Open segment `path` read-only and validate its header. On success *out
@@ -119,6 +124,12 @@ void spool_reader_get_stats(const spool_reader *r, spool_reader_stats *out);
 
 /* Detail of the last failure, or "" (owned by the reader). */
 const char *spool_reader_errmsg(const spool_reader *r);
+
+/* The process-wide lock the in-place purge (agent/scrub.c) holds while it
+ * rewrites a frame; readers take it only to re-read a frame whose CRC did
+ * not match. Not re-entrant. */
+void spool_scrub_lock(void);
+void spool_scrub_unlock(void);
 
 /* Close the file and free the reader. Accepts NULL. */
 void spool_reader_close(spool_reader *r);

@@ -33,6 +33,14 @@ class Cli(h.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertIn("ok (1 sink)", p.stdout.decode())
 
+    def test_example_configs_are_valid(self):
+        d = os.path.join(h.SRC, "conf", "examples")
+        names = sorted(n for n in os.listdir(d) if n.endswith(".conf"))
+        self.assertIn("multi-tenant.conf", names)
+        for n in names:
+            p = run("check", "-c", os.path.join(d, n), "--module-dir", h.MODULES)
+            self.assertEqual(p.returncode, 0, n + ": " + p.stderr.decode())
+
     def test_bundled_config_runs_from_scratch(self):
         # What scripts/demo.sh does: the bundled config, relative paths,
         # in a directory where nothing exists yet; emit may run first.

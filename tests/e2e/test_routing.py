@@ -76,13 +76,15 @@ class Routing(h.TestCase):
 
     def test_route_config_errors(self):
         a = self.agent(extra='routes = ( { name = "x"; match = { colour = "red"; }; '
-                             'sinks = ["nowhere"]; } );\nroute_mode = "sometimes";')
+                             'sinks = ["nowhere"]; max_age = "soon"; } );\n'
+                             'route_mode = "sometimes";')
         p = subprocess.run(a.cmd("check"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertEqual(p.returncode, 1)
         err = p.stderr.decode()
         self.assertIn("routes[x].match.colour: not a record field", err)
         self.assertIn("routes[x].sinks: no sink named 'nowhere'", err)
         self.assertIn("route_mode: expected", err)
+        self.assertIn("routes[x].max_age: expected a duration", err)
         self.assertIn(a.conf + ":", err)
 
 
