@@ -19,7 +19,7 @@
  * limit by at most the interval between passes (the agent runs one per
  * spool rescan) plus the pass itself.
  *
- * Cost. A pass decodes each new frame once. Frames with a limit that have
+ * Cost (docs/BENCHMARKS.md). A pass decodes each new frame once. Frames with a limit that have
  * not expired are remembered by range (chunks of SCRUB_CHUNK bytes with the
  * earliest due time in them), not one by one, and only chunks that are due
  * are read again. Memory is a few dozen bytes per pending chunk.
