@@ -23,6 +23,8 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/tmpl.h"
+
 /* ---- PutLogEvents rules (CloudWatch Logs quotas, not configurable) ---- */
 
 #define CWL_MAX_REQUEST_BYTES 1048576 /* sum of (UTF-8 message + 26) */
@@ -85,31 +87,13 @@ typedef enum cwl_charset {
     CWL_CS_SESSION = 4, /* [A-Za-z0-9_+=,.@-] */
 } cwl_charset;
 
-typedef struct cwl_tmpl cwl_tmpl;
+typedef lf_tmpl cwl_tmpl;
 
-/* Parse "text ${field} text". Fields are schema field names (tenant_id,
- * account_id, model_id, app, region, operation, date, hour, ...,
- * attributes.KEY) and "hostname" (the agent's host). Returns the template
- * (free with cwl_tmpl_free) or NULL with a reason in err. */
-cwl_tmpl *cwl_tmpl_parse(const char *text, cwl_charset cs, char *err,
-                         size_t errlen);
-void cwl_tmpl_free(cwl_tmpl *t);
-
-/* Whether the template refers to no record field (hostname is not a
- * record field). */
-int cwl_tmpl_is_static(const cwl_tmpl *t);
-
-/* The template's text as configured. */
-const char *cwl_tmpl_text(const cwl_tmpl *t);
-
-/* Expand for `rec` into out (cap bytes, NUL-terminated). Returns the
- * length, or -1 when the record cannot fill it: a field is empty or
- * unknown, holds characters the charset refuses, or the result exceeds
- * cap - 1. *why then names the field and the problem (static text or
- * `why_buf`, which must hold 128 bytes). */
-long cwl_tmpl_expand(const cwl_tmpl *t, const lf_host *h, const lf_record *rec,
-                     const char *hostname, char *out, size_t cap,
-                     char *why_buf);
+/* A template (sinks/shared/tmpl.h) for a part of charset cs; ${hostname}
+ * is the agent's host name, fixed at parse time. Free with
+ * lf_tmpl_free(); expand with lf_tmpl_expand(). */
+cwl_tmpl *cwl_tmpl_parse(const char *text, cwl_charset cs, const char *hostname,
+                         char *err, size_t errlen);
 
 /* Whether `s` is a valid log group name / role ARN (whole-value checks
  * after expansion). */

@@ -176,12 +176,12 @@ static void cwl_destroy(void *inst)
         return;
     cwl_pool_destroy(s->pool);
     cwl_state_free(&s->state);
-    cwl_tmpl_free(s->t_role);
-    cwl_tmpl_free(s->t_extid);
-    cwl_tmpl_free(s->t_session);
-    cwl_tmpl_free(s->t_group);
-    cwl_tmpl_free(s->t_stream);
-    cwl_tmpl_free(s->t_def_stream);
+    lf_tmpl_free(s->t_role);
+    lf_tmpl_free(s->t_extid);
+    lf_tmpl_free(s->t_session);
+    lf_tmpl_free(s->t_group);
+    lf_tmpl_free(s->t_stream);
+    lf_tmpl_free(s->t_def_stream);
     free(s->url);
     free(s->tags_json);
     free(s->emf_mid);
@@ -205,13 +205,13 @@ static void cwl_destroy(void *inst)
     free(s);
 }
 
-static cwl_tmpl *tmpl_opt(const lf_conf_value *v, cwl_charset cs,
+static cwl_tmpl *tmpl_opt(cwl_sink *s, const lf_conf_value *v, cwl_charset cs,
                           const char *key, char *err, size_t errlen, int *bad)
 {
     if (!v->s)
         return NULL;
-    char why[256];
-    cwl_tmpl *t = cwl_tmpl_parse(v->s, cs, why, sizeof why);
+    char why[400];
+    cwl_tmpl *t = cwl_tmpl_parse(v->s, cs, s->hostname, why, sizeof why);
     if (!t) {
         snprintf(err, errlen, "%s: %s", key, why);
         *bad = 1;
@@ -329,23 +329,26 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
     if (!(s->url = strdup(url)))
         goto oom;
 
+    if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 ||
+        !s->hostname[0])
+        snprintf(s->hostname, sizeof s->hostname, "localhost");
     int bad = 0;
     s->t_role =
-        tmpl_opt(&v[K_ROLE_ARN], CWL_CS_ARN, "role_arn", err, errlen, &bad);
+        tmpl_opt(s, &v[K_ROLE_ARN], CWL_CS_ARN, "role_arn", err, errlen, &bad);
     if (!bad)
-        s->t_extid = tmpl_opt(&v[K_EXTERNAL_ID], CWL_CS_EXTID, "external_id",
+        s->t_extid = tmpl_opt(s, &v[K_EXTERNAL_ID], CWL_CS_EXTID, "external_id",
                               err, errlen, &bad);
     if (!bad)
-        s->t_session = tmpl_opt(&v[K_SESSION_NAME], CWL_CS_SESSION,
+        s->t_session = tmpl_opt(s, &v[K_SESSION_NAME], CWL_CS_SESSION,
                                 "session_name", err, errlen, &bad);
     if (!bad)
-        s->t_group = tmpl_opt(&v[K_LOG_GROUP], CWL_CS_GROUP, "log_group", err,
-                              errlen, &bad);
+        s->t_group = tmpl_opt(s, &v[K_LOG_GROUP], CWL_CS_GROUP, "log_group",
+                              err, errlen, &bad);
     if (!bad)
-        s->t_stream = tmpl_opt(&v[K_LOG_STREAM], CWL_CS_STREAM, "log_stream",
+        s->t_stream = tmpl_opt(s, &v[K_LOG_STREAM], CWL_CS_STREAM, "log_stream",
                                err, errlen, &bad);
     if (!bad)
-        s->t_def_stream = tmpl_opt(&v[K_DEF_STREAM], CWL_CS_STREAM,
+        s->t_def_stream = tmpl_opt(s, &v[K_DEF_STREAM], CWL_CS_STREAM,
                                    "default_log_stream", err, errlen, &bad);
     if (bad)
         goto fail;
@@ -416,9 +419,6 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
     s->truncate_oversize = v[K_OVERSIZE].i == 0;
     s->drop_out_of_range = v[K_OUT_OF_RANGE].i == 1;
     s->idle_ns = v[K_STATE_IDLE].i * MS_NS;
-    if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 ||
-        !s->hostname[0])
-        snprintf(s->hostname, sizeof s->hostname, "localhost");
     if (!host) {
         cwl_destroy(s); /* the values are fine */
         return 0;
@@ -441,9 +441,9 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
     host->log(host, LF_LOG_INFO,
               "CloudWatch Logs at %s, region %s, log group %s, stream %s, "
               "role %s, format %s, %u in parallel",
-              s->url, s->region, cwl_tmpl_text(s->t_group),
-              cwl_tmpl_text(s->t_stream),
-              s->t_role ? cwl_tmpl_text(s->t_role) : "(own credentials)",
+              s->url, s->region, lf_tmpl_text(s->t_group),
+              lf_tmpl_text(s->t_stream),
+              s->t_role ? lf_tmpl_text(s->t_role) : "(own credentials)",
               s->emf ? "emf" : "json", s->concurrency);
     *out = s;
     return 0;
@@ -556,15 +556,14 @@ static long dest_index(cwl_sink *s, const char *key, size_t klen, int is_def)
 }
 
 /* Expand one template into key+*kl, then the separator. */
-static int key_part(cwl_sink *s, const cwl_tmpl *t, const char *lit,
+static int key_part(cwl_sink *s, cwl_tmpl *t, const char *lit,
                     const lf_record *rec, char *key, size_t *kl, size_t max,
                     const char *what, char *why)
 {
     char wb[128];
     long n = 0;
     if (t) {
-        n = cwl_tmpl_expand(t, s->host, rec, s->hostname, key + *kl, max + 1,
-                            wb);
+        n = lf_tmpl_expand(t, s->host, rec, key + *kl, max + 1, wb, sizeof wb);
         if (n < 0) {
             snprintf(why, CWL_REASON_LEN, "%s: %s", what, wb);
             return -1;

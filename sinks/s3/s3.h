@@ -31,6 +31,8 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/tmpl.h"
+
 /* ---- limits of the service (not configurable) ------------------------- */
 
 #define S3_KEY_MAX 1024 /* object key, bytes */
@@ -128,7 +130,7 @@ typedef struct s3_tmpl_vars {
     const char *ext;      /* ${ext}: ".zst", ".gz" or "" */
 } s3_tmpl_vars;
 
-typedef struct s3_tmpl s3_tmpl;
+typedef lf_tmpl s3_tmpl;
 
 /* Parse "text ${name} text". Names: schema fields (tenant_id, account_id,
  * app, region, model_id, operation, status, session_id, trace_id),
@@ -138,12 +140,8 @@ typedef struct s3_tmpl s3_tmpl;
  * err. */
 s3_tmpl *s3_tmpl_parse(const char *text, s3_charset cs, const s3_tmpl_vars *v,
                        int allow_first, char *err, size_t errlen);
-void s3_tmpl_free(s3_tmpl *t);
-
-/* Whether the template uses no record field (expansion is constant). */
-int s3_tmpl_is_static(const s3_tmpl *t);
-/* Whether it contains ${first}. */
-int s3_tmpl_has_first(const s3_tmpl *t);
+/* Free with lf_tmpl_free(); lf_tmpl_is_static() and lf_tmpl_has_mark()
+ * (${first}) describe it. */
 
 /* Append the expansion for `rec` to out. Returns 0, or -1 when the record
  * cannot fill it: a field is unknown or empty, or holds characters the

@@ -1252,8 +1252,8 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
             (size_t)(hostp - ep) >= el ||
             memchr(hostp, '/', el - (size_t)(hostp - ep)) ||
             strpbrk(ep, "?# \t")) {
-            snprintf(err, errlen,
-                     "endpoint: '%s' is not scheme://host[:port]", ep);
+            snprintf(err, errlen, "endpoint: '%s' is not scheme://host[:port]",
+                     ep);
             return -1;
         }
         s->endpoint = strndup(ep, el);
@@ -1297,7 +1297,7 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
         !(s->t_key =
               tmpl(&kv, "key_template", S3_CS_KEY, &vars, 1, err, errlen)))
         return -1;
-    if (!s3_tmpl_has_first(s->t_key)) {
+    if (!lf_tmpl_has_mark(s->t_key)) {
         snprintf(err, errlen,
                  "key_template: must contain ${first}, or a re-upload after "
                  "a crash could replace an object holding other records");
@@ -1318,13 +1318,13 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
         return -1;
     }
     /* Static parts are checked now, so a typo is a config error. */
-    if (s3_tmpl_is_static(s->t_bucket) &&
+    if (lf_tmpl_is_static(s->t_bucket) &&
         !s3_valid_bucket(v[K_BUCKET].s, strlen(v[K_BUCKET].s))) {
         snprintf(err, errlen, "bucket: '%s' is not a valid bucket name",
                  v[K_BUCKET].s);
         return -1;
     }
-    if (s->t_role && s3_tmpl_is_static(s->t_role) &&
+    if (s->t_role && lf_tmpl_is_static(s->t_role) &&
         !s3_valid_role_arn(v[K_ROLE_ARN].s, strlen(v[K_ROLE_ARN].s))) {
         snprintf(err, errlen, "role_arn: not a role ARN");
         return -1;
@@ -1337,11 +1337,11 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
 
 static void free_config(s3_sink *s)
 {
-    s3_tmpl_free(s->t_bucket);
-    s3_tmpl_free(s->t_role);
-    s3_tmpl_free(s->t_extid);
-    s3_tmpl_free(s->t_session);
-    s3_tmpl_free(s->t_key);
+    lf_tmpl_free(s->t_bucket);
+    lf_tmpl_free(s->t_role);
+    lf_tmpl_free(s->t_extid);
+    lf_tmpl_free(s->t_session);
+    lf_tmpl_free(s->t_key);
     free(s->endpoint);
     free(s->tagging);
 }

@@ -39,6 +39,7 @@
 #include "../../sinks/cloudwatch/cwl_sink.c"
 #include "../../sinks/cloudwatch/cwl_state.c"
 #include "../../sinks/cloudwatch/cwl_template.c"
+#include "../../sinks/shared/tmpl.c"
 
 typedef Logferry__V1__InvocationRecord rec_t;
 
@@ -956,53 +957,55 @@ END_TEST
 START_TEST(test_templates)
 {
     char err[256], why[128], out[600];
-    ck_assert_ptr_null(cwl_tmpl_parse("/x/${tenant", CWL_CS_GROUP, err, 256));
     ck_assert_ptr_null(
-        cwl_tmpl_parse("/x/${prompt_text}", CWL_CS_GROUP, err, 256));
-    ck_assert_ptr_nonnull(strstr(err, "unknown field"));
-    ck_assert_ptr_null(cwl_tmpl_parse("/x/${}", CWL_CS_GROUP, err, 256));
+        cwl_tmpl_parse("/x/${tenant", CWL_CS_GROUP, "h", err, 256));
+    ck_assert_ptr_null(
+        cwl_tmpl_parse("/x/${prompt_text}", CWL_CS_GROUP, "h", err, 256));
+    ck_assert_ptr_nonnull(strstr(err, "unknown or unusable field"));
+    ck_assert_ptr_null(cwl_tmpl_parse("/x/${}", CWL_CS_GROUP, "h", err, 256));
 
     fake *f = fake_new();
     recs rs = {0};
     add_rec(&rs, "t-1", "100000000001", NOW_NS, NULL);
     add_rec(&rs, "", "100000000001", NOW_NS, NULL);
     add_rec(&rs, "a/b", "100000000001:role/x", NOW_NS, NULL);
-    cwl_tmpl *g =
-        cwl_tmpl_parse("/llm/${tenant_id}/${date}", CWL_CS_GROUP, err, 256);
+    cwl_tmpl *g = cwl_tmpl_parse("/llm/${tenant_id}/${date}", CWL_CS_GROUP, "h",
+                                 err, 256);
     cwl_tmpl *r = cwl_tmpl_parse("arn:aws:iam::${account_id}:role/W",
-                                 CWL_CS_ARN, err, 256);
-    cwl_tmpl *h = cwl_tmpl_parse("${hostname}-x", CWL_CS_STREAM, err, 256);
+                                 CWL_CS_ARN, "h", err, 256);
+    cwl_tmpl *h =
+        cwl_tmpl_parse("${hostname}-x", CWL_CS_STREAM, "box", err, 256);
     ck_assert(g && r && h);
-    ck_assert(!cwl_tmpl_is_static(g) && cwl_tmpl_is_static(h));
-    ck_assert_int_gt(cwl_tmpl_expand(g, &f->pub, &rs.lr[0], "h", out, 600, why),
-                     0);
+    ck_assert(!lf_tmpl_is_static(g) && lf_tmpl_is_static(h));
+    ck_assert_int_gt(
+        lf_tmpl_expand(g, &f->pub, &rs.lr[0], out, 600, why, sizeof why), 0);
     ck_assert_str_eq(out, "/llm/t-1/2025-11-24");
     ck_assert_int_gt(
-        cwl_tmpl_expand(h, &f->pub, &rs.lr[0], "box", out, 600, why), 0);
+        lf_tmpl_expand(h, &f->pub, &rs.lr[0], out, 600, why, sizeof why), 0);
     ck_assert_str_eq(out, "box-x");
     /* empty field: unroutable, never "/llm//..." */
-    ck_assert_int_eq(cwl_tmpl_expand(g, &f->pub, &rs.lr[1], "h", out, 600, why),
-                     -1);
+    ck_assert_int_eq(
+        lf_tmpl_expand(g, &f->pub, &rs.lr[1], out, 600, why, sizeof why), -1);
     ck_assert_str_eq(why, "record has no tenant_id");
     /* "a/b" is a valid group name character-wise: it stays */
-    ck_assert_int_gt(cwl_tmpl_expand(g, &f->pub, &rs.lr[2], "h", out, 600, why),
-                     0);
+    ck_assert_int_gt(
+        lf_tmpl_expand(g, &f->pub, &rs.lr[2], out, 600, why, sizeof why), 0);
     /* an account_id that would change the ARN's structure: refused */
-    ck_assert_int_eq(cwl_tmpl_expand(r, &f->pub, &rs.lr[2], "h", out, 600, why),
-                     -1);
+    ck_assert_int_eq(
+        lf_tmpl_expand(r, &f->pub, &rs.lr[2], out, 600, why, sizeof why), -1);
     ck_assert_ptr_nonnull(strstr(why, "not allowed in a role ARN"));
     /* too long for the part */
-    ck_assert_int_eq(cwl_tmpl_expand(g, &f->pub, &rs.lr[0], "h", out, 10, why),
-                     -1);
+    ck_assert_int_eq(
+        lf_tmpl_expand(g, &f->pub, &rs.lr[0], out, 10, why, sizeof why), -1);
     ck_assert(
         cwl_valid_role_arn("arn:aws:iam::100000000001:role/LogWriter", 40));
     ck_assert(
         !cwl_valid_role_arn("arn:aws:iam::10000000000:role/LogWriter", 39));
     ck_assert(!cwl_valid_group("a b", 3));
     ck_assert(!cwl_valid_stream("a:b", 3));
-    cwl_tmpl_free(g);
-    cwl_tmpl_free(r);
-    cwl_tmpl_free(h);
+    lf_tmpl_free(g);
+    lf_tmpl_free(r);
+    lf_tmpl_free(h);
     fake_scratch_reset(f);
     recs_free(&rs);
     fake_free(f);
@@ -1558,7 +1561,8 @@ START_TEST(test_config_errors)
         const char *msg;
     } cases[] = {
         {{{"retention_days", "10"}}, "retention_days: 10 is not a value"},
-        {{{"log_group", "/x/${prompt_text}"}}, "log_group: unknown field"},
+        {{{"log_group", "/x/${prompt_text}"}},
+         "log_group: unknown or unusable field"},
         {{{"role_arn", NULL}, {"external_id", "x-${tenant_id}"}},
          "external_id: needs role_arn"},
         {{{"tags", "novalue"}}, "tags: \"novalue\" is not key=value"},
