@@ -23,6 +23,7 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/sbuf.h"
 #include "../shared/tmpl.h"
 
 /* ---- PutLogEvents rules (CloudWatch Logs quotas, not configurable) ---- */
@@ -41,31 +42,15 @@
 #define CWL_EXTID_MAX 1224 /* ExternalId */
 #define CWL_SESSION_MAX 64 /* RoleSessionName */
 
-/* ---- growable buffers with a cap (cwl_json.c) ------------------------- */
-
-typedef struct cwl_buf {
-    char *p;
-    size_t len, cap;
-    size_t max; /* never grows past this; 0: no cap */
-} cwl_buf;
-
-/* Make room for `more` bytes past len. Returns 0, or -1 (over max or out
- * of memory; the buffer is unchanged). */
-int cwl_buf_reserve(cwl_buf *b, size_t more);
-int cwl_buf_put(cwl_buf *b, const void *p, size_t n);
-int cwl_buf_puts(cwl_buf *b, const char *s);
-int cwl_buf_printf(cwl_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* Free the memory and zero the buffer (max is kept). */
-void cwl_buf_free(cwl_buf *b);
+/* ---- JSON strings (cwl_json.c) -------------------------------------- */
 
 /* Append s[0..n) as a quoted JSON string. Invalid UTF-8 becomes U+FFFD
  * (one per invalid byte), control characters are escaped. Returns 0/-1. */
-int cwl_json_str(cwl_buf *b, const char *s, size_t n);
+int cwl_json_str(sbuf *b, const char *s, size_t n);
 
 /* Same for text known to be valid UTF-8 (host->to_json output): only '"',
  * '\\' and control characters are escaped. */
-int cwl_json_str_utf8(cwl_buf *b, const char *s, size_t n);
+int cwl_json_str_utf8(sbuf *b, const char *s, size_t n);
 
 /* Write v in decimal at out (at most 20 bytes, no NUL); returns the end. */
 char *cwl_fmt_i64(char *out, int64_t v);
@@ -256,9 +241,9 @@ typedef struct cwl_sink {
     /* per deliver(): reused between calls */
     lf_batch *batch;
     int64_t now_ms;
-    cwl_buf msgs;  /* rendered messages */
-    cwl_buf keys;  /* destination keys */
-    cwl_buf names; /* NUL-separated destination parts */
+    sbuf msgs;  /* rendered messages */
+    sbuf keys;  /* destination keys */
+    sbuf names; /* NUL-separated destination parts */
     cwl_dest *dests;
     size_t n_dests, cap_dests;
     uint32_t *dslots; /* open-addressing index into dests */
@@ -272,7 +257,7 @@ typedef struct cwl_sink {
     cwl_reason reasons[CWL_MAX_REASONS];
     size_t n_reasons;
     size_t other_refusals;
-    cwl_buf *bodies; /* one per thread, taken from a free list */
+    sbuf *bodies; /* one per thread, taken from a free list */
     uint8_t *body_busy;
     char fail_reason[1024];
 } cwl_sink;

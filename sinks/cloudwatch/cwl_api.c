@@ -51,7 +51,7 @@ typedef struct ctx {
     cwl_sink *s;
     cwl_dest *d;
     cwl_event *ev; /* the destination's events, sorted */
-    cwl_buf *body;
+    sbuf *body;
     uint32_t *sent;    /* indexes in ev of the events of one request */
     int64_t cutoff_ms; /* events before this were settled already */
     int recreated;     /* the one ResourceNotFound recovery was used */
@@ -149,7 +149,7 @@ static int creds_trouble(const lf_aws_result *res, lf_aws_class cls)
     return 0;
 }
 
-static lf_aws_class logs_call(ctx *c, const char *op, const cwl_buf *body,
+static lf_aws_class logs_call(ctx *c, const char *op, const sbuf *body,
                               lf_aws_result *res)
 {
     const lf_host *h = c->s->host;
@@ -218,19 +218,19 @@ static int is_code(const lf_aws_result *res, const char *code)
 
 /* ---- groups and streams ------------------------------------------------- */
 
-static int json_name(cwl_buf *b, const char *key, const char *v, int first)
+static int json_name(sbuf *b, const char *key, const char *v, int first)
 {
-    return cwl_buf_puts(b, first ? "{\"" : ",\"") || cwl_buf_puts(b, key) ||
-           cwl_buf_puts(b, "\":") || cwl_json_str(b, v, strlen(v));
+    return sbuf_puts(b, first ? "{\"" : ",\"") || sbuf_puts(b, key) ||
+           sbuf_puts(b, "\":") || cwl_json_str(b, v, strlen(v));
 }
 
 static res_out put_retention(ctx *c, int32_t from)
 {
     cwl_sink *s = c->s;
-    cwl_buf *b = c->body;
+    sbuf *b = c->body;
     b->len = 0;
     if (json_name(b, "logGroupName", c->d->group, 1) ||
-        cwl_buf_printf(b, ",\"retentionInDays\":%d}", s->retention_days))
+        sbuf_printf(b, ",\"retentionInDays\":%d}", s->retention_days))
         return RES_RETRY;
     lf_aws_result res;
     lf_aws_class cls = logs_call(c, "PutRetentionPolicy", b, &res);
@@ -265,7 +265,7 @@ static res_out put_retention(ctx *c, int32_t from)
 static res_out create_group(ctx *c)
 {
     cwl_sink *s = c->s;
-    cwl_buf *b = c->body;
+    sbuf *b = c->body;
     b->len = 0;
     int err = json_name(b, "logGroupName", c->d->group, 1);
     if (s->kms_key_id)
@@ -273,8 +273,8 @@ static res_out create_group(ctx *c)
     if (s->group_class)
         err |= json_name(b, "logGroupClass", s->group_class, 0);
     if (s->tags_json)
-        err |= cwl_buf_puts(b, ",\"tags\":") || cwl_buf_puts(b, s->tags_json);
-    if (err || cwl_buf_put(b, "}", 1))
+        err |= sbuf_puts(b, ",\"tags\":") || sbuf_puts(b, s->tags_json);
+    if (err || sbuf_put(b, "}", 1))
         return RES_RETRY;
     lf_aws_result res;
     lf_aws_class cls = logs_call(c, "CreateLogGroup", b, &res);
@@ -304,11 +304,10 @@ static res_out create_group(ctx *c)
 static res_out create_stream(ctx *c)
 {
     cwl_sink *s = c->s;
-    cwl_buf *b = c->body;
+    sbuf *b = c->body;
     b->len = 0;
     if (json_name(b, "logGroupName", c->d->group, 1) ||
-        json_name(b, "logStreamName", c->d->stream, 0) ||
-        cwl_buf_put(b, "}", 1))
+        json_name(b, "logStreamName", c->d->stream, 0) || sbuf_put(b, "}", 1))
         return RES_RETRY;
     lf_aws_result res;
     lf_aws_class cls = logs_call(c, "CreateLogStream", b, &res);
@@ -389,10 +388,10 @@ no_stream:
 static int check_retention(ctx *c)
 {
     cwl_sink *s = c->s;
-    cwl_buf *b = c->body;
+    sbuf *b = c->body;
     b->len = 0;
     if (json_name(b, "logGroupNamePrefix", c->d->group, 1) ||
-        cwl_buf_puts(b, ",\"limit\":1}"))
+        sbuf_puts(b, ",\"limit\":1}"))
         return 0;
     lf_aws_result res;
     lf_aws_class cls = logs_call(c, "DescribeLogGroups", b, &res);
@@ -459,12 +458,12 @@ static void prepare_group(ctx *c)
  * c->sent. Returns how many, or -1 if the body cannot be built. */
 static long build_put(ctx *c, size_t lo, size_t hi)
 {
-    cwl_buf *b = c->body;
+    sbuf *b = c->body;
     const char *msgs = c->s->msgs.p;
     b->len = 0;
     if (json_name(b, "logGroupName", c->d->group, 1) ||
         json_name(b, "logStreamName", c->d->stream, 0) ||
-        cwl_buf_puts(b, ",\"logEvents\":["))
+        sbuf_puts(b, ",\"logEvents\":["))
         return -1;
     long n = 0;
     static const char head[] = "{\"timestamp\":", mid[] = ",\"message\":";
@@ -472,7 +471,7 @@ static long build_put(ctx *c, size_t lo, size_t hi)
         const cwl_event *e = &c->ev[j];
         if (e->ts_ms < c->cutoff_ms)
             continue;
-        if (cwl_buf_reserve(b, sizeof head + sizeof mid + 24) != 0)
+        if (sbuf_reserve(b, sizeof head + sizeof mid + 24) != 0)
             return -1;
         char *o = b->p + b->len;
         if (n)
@@ -481,12 +480,11 @@ static long build_put(ctx *c, size_t lo, size_t hi)
         o = cwl_fmt_i64(o + sizeof head - 1, e->ts_ms);
         memcpy(o, mid, sizeof mid - 1);
         b->len = (size_t)(o + sizeof mid - 1 - b->p);
-        if (cwl_json_str_utf8(b, msgs + e->off, e->len) ||
-            cwl_buf_put(b, "}", 1))
+        if (cwl_json_str_utf8(b, msgs + e->off, e->len) || sbuf_put(b, "}", 1))
             return -1;
         c->sent[n++] = (uint32_t)j;
     }
-    if (cwl_buf_puts(b, "]}"))
+    if (sbuf_puts(b, "]}"))
         return -1;
     return n;
 }
@@ -659,10 +657,10 @@ static put_out put_range(ctx *c, size_t lo, size_t hi)
 /* ---- one destination ---------------------------------------------------- */
 
 /* A body buffer per running task, from the sink's free list. */
-static cwl_buf *body_take(cwl_sink *s)
+static sbuf *body_take(cwl_sink *s)
 {
     pthread_mutex_lock(&s->lock);
-    cwl_buf *b = NULL;
+    sbuf *b = NULL;
     for (unsigned i = 0; i < s->concurrency; i++)
         if (!s->body_busy[i]) {
             s->body_busy[i] = 1;
@@ -673,7 +671,7 @@ static cwl_buf *body_take(cwl_sink *s)
     return b;
 }
 
-static void body_give(cwl_sink *s, cwl_buf *b)
+static void body_give(cwl_sink *s, sbuf *b)
 {
     pthread_mutex_lock(&s->lock);
     s->body_busy[b - s->bodies] = 0;

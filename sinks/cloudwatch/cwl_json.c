@@ -14,67 +14,6 @@
 
 #include "cwl.h"
 
-int cwl_buf_reserve(cwl_buf *b, size_t more)
-{
-    if (more <= b->cap - b->len)
-        return 0;
-    size_t need = b->len + more;
-    if (need < b->len || (b->max && need > b->max))
-        return -1;
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < need)
-        nc = nc > SIZE_MAX / 2 ? need : nc * 2;
-    if (b->max && nc > b->max)
-        nc = b->max;
-    char *np = realloc(b->p, nc);
-    if (!np)
-        return -1;
-    b->p = np;
-    b->cap = nc;
-    return 0;
-}
-
-int cwl_buf_put(cwl_buf *b, const void *p, size_t n)
-{
-    if (cwl_buf_reserve(b, n) != 0)
-        return -1;
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-int cwl_buf_puts(cwl_buf *b, const char *s)
-{
-    return cwl_buf_put(b, s, strlen(s));
-}
-
-int cwl_buf_printf(cwl_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    char tmp[256];
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof tmp)
-        return cwl_buf_put(b, tmp, (size_t)n);
-    if (cwl_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-void cwl_buf_free(cwl_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
 static const char hexd[] = "0123456789abcdef";
 
 /* Escape one byte below 0x20, or '"' / '\\'; dst holds 6 bytes. */
@@ -111,9 +50,9 @@ static const unsigned char needs_esc[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, ['\\'] = 1,
 };
 
-int cwl_json_str_utf8(cwl_buf *b, const char *s, size_t n)
+int cwl_json_str_utf8(sbuf *b, const char *s, size_t n)
 {
-    if (n > SIZE_MAX / 2 - 2 || cwl_buf_reserve(b, 2 * n + 2) != 0)
+    if (n > SIZE_MAX / 2 - 2 || sbuf_reserve(b, 2 * n + 2) != 0)
         return -1;
     char *o = b->p + b->len;
     *o++ = '"';
@@ -134,7 +73,7 @@ int cwl_json_str_utf8(cwl_buf *b, const char *s, size_t n)
             *o++ = (char)c;
         } else {
             b->len = (size_t)(o - b->p);
-            if (cwl_buf_reserve(b, 6 + 2 * (n - j - 1) + 1) != 0)
+            if (sbuf_reserve(b, 6 + 2 * (n - j - 1) + 1) != 0)
                 return -1;
             o = b->p + b->len;
             o += esc_byte(c, o);
@@ -196,32 +135,32 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-int cwl_json_str(cwl_buf *b, const char *s, size_t n)
+int cwl_json_str(sbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
-    if (cwl_buf_put(b, "\"", 1) != 0)
+    if (sbuf_put(b, "\"", 1) != 0)
         return -1;
     size_t i = 0;
     while (i < n) {
         char tmp[6];
         if (u[i] < 0x20 || u[i] == '"' || u[i] == '\\') {
-            if (cwl_buf_put(b, tmp, esc_byte(u[i], tmp)) != 0)
+            if (sbuf_put(b, tmp, esc_byte(u[i], tmp)) != 0)
                 return -1;
             i++;
             continue;
         }
         size_t len = utf8_seq(u + i, n - i);
         if (len == 0) {
-            if (cwl_buf_put(b, "\xEF\xBF\xBD", 3) != 0)
+            if (sbuf_put(b, "\xEF\xBF\xBD", 3) != 0)
                 return -1;
             i++;
             continue;
         }
-        if (cwl_buf_put(b, s + i, len) != 0)
+        if (sbuf_put(b, s + i, len) != 0)
             return -1;
         i += len;
     }
-    return cwl_buf_put(b, "\"", 1);
+    return sbuf_put(b, "\"", 1);
 }
 
 size_t cwl_utf8_cut(const char *s, size_t n, size_t max)

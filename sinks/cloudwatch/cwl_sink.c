@@ -185,12 +185,12 @@ static void cwl_destroy(void *inst)
     free(s->url);
     free(s->tags_json);
     free(s->emf_mid);
-    cwl_buf_free(&s->msgs);
-    cwl_buf_free(&s->keys);
-    cwl_buf_free(&s->names);
+    sbuf_free(&s->msgs);
+    sbuf_free(&s->keys);
+    sbuf_free(&s->names);
     if (s->bodies)
         for (unsigned i = 0; i < s->concurrency; i++)
-            cwl_buf_free(&s->bodies[i]);
+            sbuf_free(&s->bodies[i]);
     free(s->bodies);
     free(s->body_busy);
     free(s->dests);
@@ -229,8 +229,8 @@ static int make_tags(cwl_sink *s, const lf_conf_value *v, char *err,
         snprintf(err, errlen, "tags: at most 50 tags per log group");
         return -1;
     }
-    cwl_buf b = {0};
-    cwl_buf_put(&b, "{", 1);
+    sbuf b = {0};
+    sbuf_put(&b, "{", 1);
     for (size_t i = 0; i < v->n; i++) {
         const char *eq = strchr(v->list[i], '=');
         if (!eq || eq == v->list[i] || eq - v->list[i] > 128 ||
@@ -239,18 +239,18 @@ static int make_tags(cwl_sink *s, const lf_conf_value *v, char *err,
                      "tags: \"%.64s\" is not key=value (key 1-128, value "
                      "0-256 characters)",
                      v->list[i]);
-            cwl_buf_free(&b);
+            sbuf_free(&b);
             return -1;
         }
         if (i)
-            cwl_buf_put(&b, ",", 1);
+            sbuf_put(&b, ",", 1);
         cwl_json_str(&b, v->list[i], (size_t)(eq - v->list[i]));
-        cwl_buf_put(&b, ":", 1);
+        sbuf_put(&b, ":", 1);
         cwl_json_str(&b, eq + 1, strlen(eq + 1));
     }
-    if (cwl_buf_put(&b, "}", 2) != 0) { /* with the NUL */
+    if (sbuf_put(&b, "}", 2) != 0) { /* with the NUL */
         snprintf(err, errlen, "out of memory");
-        cwl_buf_free(&b);
+        sbuf_free(&b);
         return -1;
     }
     s->tags_json = b.p;
@@ -261,19 +261,19 @@ static int make_tags(cwl_sink *s, const lf_conf_value *v, char *err,
  * first member name. */
 static int make_emf(cwl_sink *s, const char *ns)
 {
-    cwl_buf b = {0};
-    int err = cwl_buf_puts(&b, ",\"CloudWatchMetrics\":[{\"Namespace\":");
+    sbuf b = {0};
+    int err = sbuf_puts(&b, ",\"CloudWatchMetrics\":[{\"Namespace\":");
     err |= cwl_json_str(&b, ns, strlen(ns));
-    err |= cwl_buf_puts(
+    err |= sbuf_puts(
         &b, ",\"Dimensions\":[[\"ModelId\",\"TenantId\",\"App\"]],"
             "\"Metrics\":[{\"Name\":\"InputTokens\",\"Unit\":\"Count\"},"
             "{\"Name\":\"OutputTokens\",\"Unit\":\"Count\"},"
             "{\"Name\":\"LatencyMs\",\"Unit\":\"Milliseconds\"},"
             "{\"Name\":\"Invocations\",\"Unit\":\"Count\"},"
             "{\"Name\":\"Errors\",\"Unit\":\"Count\"}]}]},\"ModelId\":");
-    err |= cwl_buf_put(&b, "", 1);
+    err |= sbuf_put(&b, "", 1);
     if (err) {
-        cwl_buf_free(&b);
+        sbuf_free(&b);
         return -1;
     }
     s->emf_mid = b.p;
@@ -543,7 +543,7 @@ static long dest_index(cwl_sink *s, const char *key, size_t klen, int is_def)
         s->cap_dests = c;
     }
     size_t off = s->keys.len;
-    if (cwl_buf_put(&s->keys, key, klen) != 0)
+    if (sbuf_put(&s->keys, key, klen) != 0)
         return -1;
     cwl_dest *d = &s->dests[s->n_dests];
     memset(d, 0, sizeof *d);
@@ -642,7 +642,7 @@ static long route_key(cwl_sink *s, const lf_record *rec, char *key, int def,
 static int name_dests(cwl_sink *s)
 {
     s->names.len = 0;
-    if (cwl_buf_reserve(&s->names, s->keys.len + s->n_dests) != 0)
+    if (sbuf_reserve(&s->names, s->keys.len + s->n_dests) != 0)
         return -1;
     for (size_t i = 0; i < s->n_dests; i++) {
         cwl_dest *d = &s->dests[i];
@@ -689,8 +689,7 @@ static int emf_num(cwl_sink *s, const lf_record *rec, const char *name,
         v = "0";
         n = 1;
     }
-    return cwl_buf_printf(&s->msgs, ",\"%s\":", name) ||
-           cwl_buf_put(&s->msgs, v, n);
+    return sbuf_printf(&s->msgs, ",\"%s\":", name) || sbuf_put(&s->msgs, v, n);
 }
 
 /* The record's JSON with its closing brace replaced by the EMF members. */
@@ -701,16 +700,15 @@ static int emf_tail(cwl_sink *s, const lf_record *rec, int64_t ts_ms)
     int errors = n != (size_t)-1 &&
                  (strcmp(st, "error") == 0 || strcmp(st, "throttled") == 0 ||
                   strcmp(st, "timeout") == 0);
-    cwl_buf *m = &s->msgs;
-    return cwl_buf_printf(m, ",\"_aws\":{\"Timestamp\":%lld",
-                          (long long)ts_ms) ||
-           cwl_buf_puts(m, s->emf_mid) || emf_dim(s, rec, "model_id") ||
-           cwl_buf_puts(m, ",\"TenantId\":") || emf_dim(s, rec, "tenant_id") ||
-           cwl_buf_puts(m, ",\"App\":") || emf_dim(s, rec, "app") ||
+    sbuf *m = &s->msgs;
+    return sbuf_printf(m, ",\"_aws\":{\"Timestamp\":%lld", (long long)ts_ms) ||
+           sbuf_puts(m, s->emf_mid) || emf_dim(s, rec, "model_id") ||
+           sbuf_puts(m, ",\"TenantId\":") || emf_dim(s, rec, "tenant_id") ||
+           sbuf_puts(m, ",\"App\":") || emf_dim(s, rec, "app") ||
            emf_num(s, rec, "InputTokens", "input_tokens") ||
            emf_num(s, rec, "OutputTokens", "output_tokens") ||
            emf_num(s, rec, "LatencyMs", "latency_ms") ||
-           cwl_buf_printf(m, ",\"Invocations\":1,\"Errors\":%d}", errors);
+           sbuf_printf(m, ",\"Invocations\":1,\"Errors\":%d}", errors);
 }
 
 /* Render the record's message at the end of s->msgs: 0 with *off and *len
@@ -719,9 +717,9 @@ static int render(cwl_sink *s, const lf_record *rec, int64_t ts_ms, size_t *off,
                   uint32_t *len, char *why)
 {
     const lf_host *h = s->host;
-    cwl_buf *m = &s->msgs;
+    sbuf *m = &s->msgs;
     size_t start = m->len, total;
-    if (cwl_buf_reserve(m, 64 * 1024) != 0)
+    if (sbuf_reserve(m, 64 * 1024) != 0)
         return -1;
     size_t avail = m->cap - start;
     size_t n = h->to_json(h, rec, m->p + start, avail);
@@ -730,7 +728,7 @@ static int render(cwl_sink *s, const lf_record *rec, int64_t ts_ms, size_t *off,
             total = n;
             goto oversize;
         }
-        if (cwl_buf_reserve(m, n + 1) != 0)
+        if (sbuf_reserve(m, n + 1) != 0)
             return -1;
         n = h->to_json(h, rec, m->p + start, n + 1);
     }
@@ -764,7 +762,7 @@ oversize:
     char marker[80];
     int ml = snprintf(marker, sizeof marker,
                       "...[truncated by logferry: %zu bytes]", total);
-    if (cwl_buf_reserve(m, CWL_MAX_EVENT_BYTES + 1) != 0)
+    if (sbuf_reserve(m, CWL_MAX_EVENT_BYTES + 1) != 0)
         return -1;
     h->to_json(h, rec, m->p + start, CWL_MAX_EVENT_BYTES + 1);
     size_t keep = cwl_utf8_cut(m->p + start, CWL_MAX_EVENT_BYTES,

@@ -31,6 +31,7 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/sbuf.h"
 #include "../shared/tmpl.h"
 
 /* ---- limits of the service (not configurable) ------------------------- */
@@ -46,24 +47,6 @@
 
 /* Longest JSON line staged; longer records are refused (dead letters). */
 #define S3_LINE_MAX (32u * 1024u * 1024u)
-
-/* ---- growable buffers with a cap (s3_util.c) -------------------------- */
-
-typedef struct s3_buf {
-    char *p;
-    size_t len, cap;
-    size_t max; /* never grows past this; 0: no cap */
-} s3_buf;
-
-/* Make room for `more` bytes past len. Returns 0, or -1 (over max or out
- * of memory; the buffer is unchanged). */
-int s3_buf_reserve(s3_buf *b, size_t more);
-int s3_buf_put(s3_buf *b, const void *p, size_t n);
-int s3_buf_puts(s3_buf *b, const char *s);
-int s3_buf_printf(s3_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* Free the memory and zero the buffer (max is kept). */
-void s3_buf_free(s3_buf *b);
 
 /* CRC-32C (Castagnoli), as S3's x-amz-checksum-crc32c and our staging
  * blocks use it. s3_crc32c(0, p, n) is the CRC of p[0..n); pass a previous
@@ -84,10 +67,10 @@ int s3_md5_base64(const void *p, size_t n, char out[25]);
 
 /* Append s[0..n) percent-encoded as S3 wants it in a path or query:
  * everything but A-Z a-z 0-9 - _ . ~ (and '/' when keep_slash). */
-int s3_uri_encode(s3_buf *b, const char *s, size_t n, int keep_slash);
+int s3_uri_encode(sbuf *b, const char *s, size_t n, int keep_slash);
 
 /* Append s[0..n) with XML's five special characters escaped. */
-int s3_xml_escape(s3_buf *b, const char *s, size_t n);
+int s3_xml_escape(sbuf *b, const char *s, size_t n);
 
 /* write()/pwrite() all of p[0..n). Return 0, or -1 with errno. */
 int s3_write_all(int fd, const void *p, size_t n);
@@ -149,7 +132,7 @@ s3_tmpl *s3_tmpl_parse(const char *text, s3_charset cs, const s3_tmpl_vars *v,
  * its value), or out is full. date and hour are asked of the host once
  * per UTC hour of event time (t keeps them: one thread at a time). */
 int s3_tmpl_expand(s3_tmpl *t, const lf_host *h, const lf_record *rec,
-                   s3_buf *out, char *why, size_t whylen);
+                   sbuf *out, char *why, size_t whylen);
 
 /* Whole-value checks after expansion. */
 int s3_valid_bucket(const char *s, size_t n);
@@ -201,7 +184,7 @@ int s3_pos_update(s3_positions *p, const char *seg, uint64_t off,
  * max_entries. */
 void s3_pos_prune(s3_positions *p, int64_t before_ns, size_t max_entries);
 /* Serialise into out (text with a CRC line). Returns 0 or -1. */
-int s3_pos_serialise(const s3_positions *p, s3_buf *out);
+int s3_pos_serialise(const s3_positions *p, sbuf *out);
 /* Load the file written by s3_pos_serialise (merging into p). Returns 0
  * (also when the file does not exist), or -1 with err set when it is
  * damaged. */
@@ -242,7 +225,7 @@ typedef struct s3_dest {
 void s3_dest_free(s3_dest *d);
 
 /* Header bytes of a staging file for `d`. Returns 0 or -1. */
-int s3_stage_header(const s3_dest *d, int64_t created_ns, s3_buf *out);
+int s3_stage_header(const s3_dest *d, int64_t created_ns, sbuf *out);
 
 /* One block header, decoded. */
 typedef struct s3_block {
@@ -254,10 +237,10 @@ typedef struct s3_block {
 
 /* Start a block at out->len for segment seg; the caller appends the
  * payload, then s3_block_end patches the header. Returns 0 or -1. */
-int s3_block_begin(s3_buf *out, const char *seg);
+int s3_block_begin(sbuf *out, const char *seg);
 /* Finish the block begun at `start`: counts, offsets, the uncompressed
  * length and the CRCs of the payload that follows its header. */
-void s3_block_end(s3_buf *out, size_t start, uint32_t n_records,
+void s3_block_end(sbuf *out, size_t start, uint32_t n_records,
                   uint64_t first_off, uint64_t last_off, uint32_t raw_len);
 
 /* What recovery found in a staging file. */
@@ -298,7 +281,7 @@ typedef struct s3_codec {
  * its content checksum), gzip member, or plain bytes. level 0: the
  * codec's default (zstd 3, gzip 6). Returns 0 or -1. */
 int s3_codec_frame(s3_codec *c, s3_codec_kind kind, int level, const void *in,
-                   size_t n, s3_buf *out);
+                   size_t n, sbuf *out);
 void s3_codec_free(s3_codec *c);
 /* The file extension ${ext} stands for. */
 const char *s3_codec_ext(s3_codec_kind k);
@@ -361,7 +344,7 @@ typedef struct s3_uploader {
     struct s3_sink *sink;
     pthread_t thread;
     int started;
-    s3_buf out; /* object bytes read from staging, not yet sent */
+    sbuf out; /* object bytes read from staging, not yet sent */
     uint64_t rng;
 } s3_uploader;
 
@@ -425,9 +408,9 @@ typedef struct s3_sink {
     s3_uploader *up;
 
     /* deliver() scratch, reused between calls */
-    s3_buf group;  /* routing key of one record */
-    s3_buf raw;    /* NDJSON lines of one block, before compression */
-    s3_buf wbuf;   /* blocks of one object, as written */
+    sbuf group;    /* routing key of one record */
+    sbuf raw;      /* NDJSON lines of one block, before compression */
+    sbuf wbuf;     /* blocks of one object, as written */
     s3_codec cctx; /* compression contexts of deliver() */
     size_t *rec_next;
     s3_obj **rec_obj;
@@ -526,7 +509,7 @@ typedef struct s3_call {
 /* The object's URL (path style or virtual host), with query `q` ("" or
  * "uploads", "uploadId=...", percent-encoded already). */
 int s3_object_url(const s3_sink *s, const char *bucket, const char *key,
-                  const char *q, s3_buf *out);
+                  const char *q, sbuf *out);
 
 /* Each call retries RETRYABLE answers (backoff, Retry-After) up to the
  * configured count and returns the last classification; *e describes a

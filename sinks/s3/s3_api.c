@@ -23,30 +23,30 @@
 /* ---- URLs ------------------------------------------------------------- */
 
 int s3_object_url(const s3_sink *s, const char *bucket, const char *key,
-                  const char *q, s3_buf *out)
+                  const char *q, sbuf *out)
 {
     out->len = 0;
     /* Virtual-host style puts the bucket in the TLS name; a dotted bucket
        would not match the certificate's wildcard, so it goes path style. */
     int path = s->path_style || (s->https && strchr(bucket, '.'));
     if (path) {
-        if (s3_buf_puts(out, s->endpoint) || s3_buf_puts(out, "/") ||
+        if (sbuf_puts(out, s->endpoint) || sbuf_puts(out, "/") ||
             s3_uri_encode(out, bucket, strlen(bucket), 0))
             return -1;
         if (key &&
-            (s3_buf_puts(out, "/") || s3_uri_encode(out, key, strlen(key), 1)))
+            (sbuf_puts(out, "/") || s3_uri_encode(out, key, strlen(key), 1)))
             return -1;
     } else {
         const char *sep = strstr(s->endpoint, "://");
         size_t sl = (size_t)(sep - s->endpoint) + 3;
-        if (s3_buf_put(out, s->endpoint, sl) || s3_buf_puts(out, bucket) ||
-            s3_buf_puts(out, ".") || s3_buf_puts(out, s->endpoint + sl) ||
-            s3_buf_puts(out, "/"))
+        if (sbuf_put(out, s->endpoint, sl) || sbuf_puts(out, bucket) ||
+            sbuf_puts(out, ".") || sbuf_puts(out, s->endpoint + sl) ||
+            sbuf_puts(out, "/"))
             return -1;
         if (key && s3_uri_encode(out, key, strlen(key), 1))
             return -1;
     }
-    if (q && *q && (s3_buf_puts(out, "?") || s3_buf_puts(out, q)))
+    if (q && *q && (sbuf_puts(out, "?") || sbuf_puts(out, q)))
         return -1;
     return 0;
 }
@@ -319,7 +319,7 @@ static size_t checksum_headers(const s3_call *c, const void *body, size_t n,
 lf_aws_class s3_put_object(s3_call *c, const void *body, size_t n,
                            uint64_t records, s3_err *e)
 {
-    s3_buf url = {0};
+    sbuf url = {0};
     lf_aws_header hd[16];
     char rec[24], crc[12], md5[32];
     snprintf(rec, sizeof rec, "%llu", (unsigned long long)records);
@@ -340,7 +340,7 @@ lf_aws_class s3_put_object(s3_call *c, const void *body, size_t n,
     lf_aws_result res;
     lf_aws_class cls = call(c, &req, &res, e);
     c->s->host->aws_result_free(c->s->host, &res);
-    s3_buf_free(&url);
+    sbuf_free(&url);
     return cls;
 }
 
@@ -374,7 +374,7 @@ static lf_aws_class error_in_ok(const lf_aws_result *res, s3_err *e)
 lf_aws_class s3_create_mpu(s3_call *c, uint64_t records, char *id, size_t cap,
                            s3_err *e)
 {
-    s3_buf url = {0};
+    sbuf url = {0};
     lf_aws_header hd[16];
     char rec[24];
     snprintf(rec, sizeof rec, "%llu", (unsigned long long)records);
@@ -396,15 +396,15 @@ lf_aws_class s3_create_mpu(s3_call *c, uint64_t records, char *id, size_t cap,
                  "CreateMultipartUpload answer without an UploadId");
     }
     c->s->host->aws_result_free(c->s->host, &res);
-    s3_buf_free(&url);
+    sbuf_free(&url);
     return cls;
 }
 
-static int upload_query(s3_buf *q, const char *id, unsigned part)
+static int upload_query(sbuf *q, const char *id, unsigned part)
 {
-    if (part && s3_buf_printf(q, "partNumber=%u&", part))
+    if (part && sbuf_printf(q, "partNumber=%u&", part))
         return -1;
-    return s3_buf_puts(q, "uploadId") || s3_buf_puts(q, "=") ||
+    return sbuf_puts(q, "uploadId") || sbuf_puts(q, "=") ||
            s3_uri_encode(q, id, strlen(id), 0);
 }
 
@@ -412,15 +412,15 @@ lf_aws_class s3_upload_part(s3_call *c, const char *id, unsigned part,
                             const void *body, size_t n, char *etag,
                             size_t etag_cap, char *crc_b64, s3_err *e)
 {
-    s3_buf url = {0}, q = {0};
+    sbuf url = {0}, q = {0};
     lf_aws_header hd[4];
     char md5[32];
     crc_b64[0] = '\0';
     size_t nh = checksum_headers(c, body, n, hd, crc_b64, md5);
     if (upload_query(&q, id, part) ||
         s3_object_url(c->s, c->d->bucket, c->d->key, q.p, &url)) {
-        s3_buf_free(&q);
-        s3_buf_free(&url);
+        sbuf_free(&q);
+        sbuf_free(&url);
         return oom(e);
     }
     lf_aws_request req = {.method = "PUT",
@@ -440,37 +440,37 @@ lf_aws_class s3_upload_part(s3_call *c, const char *id, unsigned part,
         snprintf(e->message, sizeof e->message, "UploadPart without an ETag");
     }
     c->s->host->aws_result_free(c->s->host, &res);
-    s3_buf_free(&q);
-    s3_buf_free(&url);
+    sbuf_free(&q);
+    sbuf_free(&url);
     return cls;
 }
 
 lf_aws_class s3_complete_mpu(s3_call *c, const char *id, char (*etags)[128],
                              char (*crcs)[12], unsigned n, s3_err *e)
 {
-    s3_buf url = {0}, q = {0}, body = {0};
+    sbuf url = {0}, q = {0}, body = {0};
     lf_aws_class cls;
     if (upload_query(&q, id, 0) ||
         s3_object_url(c->s, c->d->bucket, c->d->key, q.p, &url) ||
-        s3_buf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://"
-                           "s3.amazonaws.com/doc/2006-03-01/\">")) {
+        sbuf_puts(&body, "<CompleteMultipartUpload xmlns=\"http://"
+                         "s3.amazonaws.com/doc/2006-03-01/\">")) {
         cls = oom(e);
         goto out;
     }
     for (unsigned i = 0; i < n; i++) {
-        if (s3_buf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>",
-                          i + 1) ||
+        if (sbuf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>",
+                        i + 1) ||
             s3_xml_escape(&body, etags[i], strlen(etags[i])) ||
-            s3_buf_puts(&body, "</ETag>") ||
+            sbuf_puts(&body, "</ETag>") ||
             (crcs && crcs[i][0] &&
-             s3_buf_printf(&body, "<ChecksumCRC32C>%s</ChecksumCRC32C>",
-                           crcs[i])) ||
-            s3_buf_puts(&body, "</Part>")) {
+             sbuf_printf(&body, "<ChecksumCRC32C>%s</ChecksumCRC32C>",
+                         crcs[i])) ||
+            sbuf_puts(&body, "</Part>")) {
             cls = oom(e);
             goto out;
         }
     }
-    if (s3_buf_puts(&body, "</CompleteMultipartUpload>")) {
+    if (sbuf_puts(&body, "</CompleteMultipartUpload>")) {
         cls = oom(e);
         goto out;
     }
@@ -492,19 +492,19 @@ lf_aws_class s3_complete_mpu(s3_call *c, const char *id, char (*etags)[128],
             break;
     }
 out:
-    s3_buf_free(&url);
-    s3_buf_free(&q);
-    s3_buf_free(&body);
+    sbuf_free(&url);
+    sbuf_free(&q);
+    sbuf_free(&body);
     return cls;
 }
 
 lf_aws_class s3_abort_mpu(s3_call *c, const char *id, s3_err *e)
 {
-    s3_buf url = {0}, q = {0};
+    sbuf url = {0}, q = {0};
     if (upload_query(&q, id, 0) ||
         s3_object_url(c->s, c->d->bucket, c->d->key, q.p, &url)) {
-        s3_buf_free(&q);
-        s3_buf_free(&url);
+        sbuf_free(&q);
+        sbuf_free(&url);
         return oom(e);
     }
     lf_aws_request req = {.method = "DELETE", .url = url.p};
@@ -515,8 +515,8 @@ lf_aws_class s3_abort_mpu(s3_call *c, const char *id, s3_err *e)
         (res.status == 404 || strcmp(e->code, "NoSuchUpload") == 0))
         cls = LF_AWS_OK;
     c->s->host->aws_result_free(c->s->host, &res);
-    s3_buf_free(&q);
-    s3_buf_free(&url);
+    sbuf_free(&q);
+    sbuf_free(&url);
     return cls;
 }
 
@@ -537,20 +537,20 @@ lf_aws_class s3_list_mpu(s3_call *c, s3_upload_ref **out, size_t *n, s3_err *e)
                                     "abcdefghijklmnopqrstuvwxyz"
                                     "0123456789-_.~");
     for (int page = 0; page < 1000; page++) {
-        s3_buf q = {0}, url = {0};
-        int bad = s3_buf_puts(&q, "prefix=") ||
+        sbuf q = {0}, url = {0};
+        int bad = sbuf_puts(&q, "prefix=") ||
                   s3_uri_encode(&q, c->d->key, plen, 0) ||
-                  s3_buf_puts(&q, "&uploads=");
+                  sbuf_puts(&q, "&uploads=");
         if (next_key[0])
-            bad |= s3_buf_puts(&q, "&key-marker=") ||
+            bad |= sbuf_puts(&q, "&key-marker=") ||
                    s3_uri_encode(&q, next_key, strlen(next_key), 0);
         if (next_id[0])
-            bad |= s3_buf_puts(&q, "&upload-id-marker=") ||
+            bad |= sbuf_puts(&q, "&upload-id-marker=") ||
                    s3_uri_encode(&q, next_id, strlen(next_id), 0);
         bad = bad || s3_object_url(c->s, c->d->bucket, NULL, q.p, &url);
         if (bad) {
-            s3_buf_free(&q);
-            s3_buf_free(&url);
+            sbuf_free(&q);
+            sbuf_free(&url);
             free(all);
             return oom(e);
         }
@@ -568,8 +568,8 @@ lf_aws_class s3_list_mpu(s3_call *c, s3_upload_ref **out, size_t *n, s3_err *e)
                      "ListMultipartUploads answer unreadable");
         }
         c->s->host->aws_result_free(c->s->host, &res);
-        s3_buf_free(&q);
-        s3_buf_free(&url);
+        sbuf_free(&q);
+        sbuf_free(&url);
         if (cls != LF_AWS_OK || !truncated || (!next_key[0] && !next_id[0]))
             break;
     }

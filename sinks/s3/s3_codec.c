@@ -33,7 +33,7 @@ const char *s3_codec_encoding(s3_codec_kind k)
 }
 
 static int zstd_frame(s3_codec *c, int level, const void *in, size_t n,
-                      s3_buf *out)
+                      sbuf *out)
 {
     if (!c->zctx && !(c->zctx = ZSTD_createCCtx()))
         return -1;
@@ -44,7 +44,7 @@ static int zstd_frame(s3_codec *c, int level, const void *in, size_t n,
         ZSTD_isError(ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1)))
         return -1;
     size_t bound = ZSTD_compressBound(n);
-    if (s3_buf_reserve(out, bound + 1) != 0)
+    if (sbuf_reserve(out, bound + 1) != 0)
         return -1;
     /* compress2 knows the size: tables sized to the input, and the frame
        header records it. */
@@ -56,7 +56,7 @@ static int zstd_frame(s3_codec *c, int level, const void *in, size_t n,
 }
 
 static int gzip_member(s3_codec *c, int level, const void *in, size_t n,
-                       s3_buf *out)
+                       sbuf *out)
 {
     level = level ? level : GZIP_DEFAULT_LEVEL;
     z_stream *zs = c->gz;
@@ -82,7 +82,7 @@ static int gzip_member(s3_codec *c, int level, const void *in, size_t n,
     if (n > UINT32_MAX / 2)
         return -1;
     size_t bound = deflateBound(zs, (uLong)n);
-    if (s3_buf_reserve(out, bound + 1) != 0)
+    if (sbuf_reserve(out, bound + 1) != 0)
         return -1;
     zs->next_in = (Bytef *)in;
     zs->avail_in = (uInt)n;
@@ -95,7 +95,7 @@ static int gzip_member(s3_codec *c, int level, const void *in, size_t n,
 }
 
 int s3_codec_frame(s3_codec *c, s3_codec_kind kind, int level, const void *in,
-                   size_t n, s3_buf *out)
+                   size_t n, sbuf *out)
 {
     switch (kind) {
     case S3_CODEC_ZSTD:
@@ -104,7 +104,7 @@ int s3_codec_frame(s3_codec *c, s3_codec_kind kind, int level, const void *in,
         return gzip_member(c, level, in, n, out);
     case S3_CODEC_NONE:
     default:
-        return s3_buf_put(out, in, n);
+        return sbuf_put(out, in, n);
     }
 }
 

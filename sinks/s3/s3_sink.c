@@ -353,7 +353,7 @@ out:
 static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
 {
     const lf_host *h = s->host;
-    s3_buf *g = &s->group;
+    sbuf *g = &s->group;
     g->len = 0;
     if (s3_tmpl_expand(s->t_bucket, h, rec, g, why, whylen))
         return -1;
@@ -361,7 +361,7 @@ static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
         snprintf(why, whylen, "bucket: the expansion is not a bucket name");
         return -1;
     }
-    if (s3_buf_put(g, "\x1f", 1))
+    if (sbuf_put(g, "\x1f", 1))
         goto full;
     size_t at = g->len;
     if (s->t_role) {
@@ -372,7 +372,7 @@ static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
             return -1;
         }
     }
-    if (s3_buf_put(g, "\x1f", 1))
+    if (sbuf_put(g, "\x1f", 1))
         goto full;
     at = g->len;
     if (s->t_extid) {
@@ -383,7 +383,7 @@ static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
             return -1;
         }
     }
-    if (s3_buf_put(g, "\x1f", 1))
+    if (sbuf_put(g, "\x1f", 1))
         goto full;
     at = g->len;
     if (s->t_session) {
@@ -394,7 +394,7 @@ static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
             return -1;
         }
     }
-    if (s3_buf_put(g, "\x1f", 1))
+    if (sbuf_put(g, "\x1f", 1))
         goto full;
     if (s3_tmpl_expand(s->t_key, h, rec, g, why, whylen))
         return -1;
@@ -477,14 +477,14 @@ static s3_obj *obj_open(s3_sink *s, uint32_t hash, const lf_record *rec,
                  strerror(errno));
         goto fail;
     }
-    s3_buf hb = {0};
+    sbuf hb = {0};
     int rc = s3_stage_header(&o->dest, s->host->now_ns(s->host), &hb);
     if (rc == 0)
         rc = s3_pwrite_all(o->fd, hb.p, hb.len, 0);
     if (rc != 0) {
         snprintf(why, whylen, "write obj-%016" PRIx64 ".stage: %.100s", o->id,
                  hb.len ? strerror(errno) : "header too long");
-        s3_buf_free(&hb);
+        sbuf_free(&hb);
         unlink(path);
         goto fail;
     }
@@ -592,7 +592,7 @@ static lf_deliver_status rollback(s3_sink *s, const char *what, int e)
 static int emit_block(s3_sink *s, s3_obj *o, const char *seg, uint32_t n,
                       uint64_t first, uint64_t last)
 {
-    s3_buf *w = &s->wbuf;
+    sbuf *w = &s->wbuf;
     size_t blk = w->len;
     if (s3_block_begin(w, seg) ||
         s3_codec_frame(&s->cctx, o->dest.codec, s->level, s->raw.p, s->raw.len,
@@ -613,7 +613,7 @@ static int emit_block(s3_sink *s, s3_obj *o, const char *seg, uint32_t n,
  * on, log the same bytes (wal_lock held). Returns 0 or -1 with errno. */
 static int put_piece(s3_sink *s, s3_obj *o)
 {
-    s3_buf *w = &s->wbuf;
+    sbuf *w = &s->wbuf;
     uint64_t at = o->size + o->w_len;
     if (s3_pwrite_all(o->fd, w->p, w->len, at) ||
         (s->fsync && s3_wal_append(s, S3_WAL_BLK, o->id, at, w->p, w->len)))
@@ -630,7 +630,7 @@ static int put_piece(s3_sink *s, s3_obj *o)
 static int write_object(s3_sink *s, s3_obj *o, lf_batch *b, size_t *failed)
 {
     const lf_host *h = s->host;
-    s3_buf *w = &s->wbuf, *raw = &s->raw;
+    sbuf *w = &s->wbuf, *raw = &s->raw;
     w->len = raw->len = 0;
     const char *seg = NULL; /* segment of the block being built */
     uint32_t n = 0;
@@ -652,7 +652,7 @@ static int write_object(s3_sink *s, s3_obj *o, lf_batch *b, size_t *failed)
             raw->len = 0;
         }
         for (;;) {
-            if (s3_buf_reserve(raw, 4096))
+            if (sbuf_reserve(raw, 4096))
                 goto oom;
             size_t room = raw->cap - raw->len;
             size_t need = h->to_json(h, r, raw->p + raw->len, room);
@@ -670,7 +670,7 @@ static int write_object(s3_sink *s, s3_obj *o, lf_batch *b, size_t *failed)
                 (*failed)++;
                 break;
             }
-            if (s3_buf_reserve(raw, need + 1))
+            if (sbuf_reserve(raw, need + 1))
                 goto oom;
         }
         if (i == o->last_rec)
@@ -682,9 +682,9 @@ static int write_object(s3_sink *s, s3_obj *o, lf_batch *b, size_t *failed)
         return -1;
     /* Give back the memory of a huge line. */
     if (raw->cap > 2 * RAW_MAX)
-        s3_buf_free(raw);
+        sbuf_free(raw);
     if (w->cap > 2 * WBUF_FLUSH)
-        s3_buf_free(w);
+        sbuf_free(w);
     return 0;
 oom:
     errno = ENOMEM;
@@ -977,9 +977,9 @@ static void s3_destroy(void *inst)
     free_config(s);
     free(s->slots);
     s3_pos_free(&s->pos);
-    s3_buf_free(&s->group);
-    s3_buf_free(&s->raw);
-    s3_buf_free(&s->wbuf);
+    sbuf_free(&s->group);
+    sbuf_free(&s->raw);
+    sbuf_free(&s->wbuf);
     s3_codec_free(&s->cctx);
     free(s->rec_next);
     free(s->rec_obj);
@@ -1135,7 +1135,7 @@ static int build_tagging(s3_sink *s, const lf_conf_value *v, char *err,
         snprintf(err, errlen, "tags: at most %d", S3_MAX_TAGS);
         return -1;
     }
-    s3_buf b = {0};
+    sbuf b = {0};
     for (size_t i = 0; i < v->n; i++) {
         const char *t = v->list[i], *eq = strchr(t, '=');
         size_t kl = eq ? (size_t)(eq - t) : 0;
@@ -1144,14 +1144,14 @@ static int build_tagging(s3_sink *s, const lf_conf_value *v, char *err,
                      "tags: '%.64s' is not key=value (key 1-128, value 0-256 "
                      "characters)",
                      t);
-            s3_buf_free(&b);
+            sbuf_free(&b);
             return -1;
         }
-        if ((i && s3_buf_puts(&b, "&")) || s3_uri_encode(&b, t, kl, 0) ||
-            s3_buf_puts(&b, "=") ||
+        if ((i && sbuf_puts(&b, "&")) || s3_uri_encode(&b, t, kl, 0) ||
+            sbuf_puts(&b, "=") ||
             s3_uri_encode(&b, eq + 1, strlen(eq + 1), 0)) {
             snprintf(err, errlen, "out of memory");
-            s3_buf_free(&b);
+            sbuf_free(&b);
             return -1;
         }
     }

@@ -69,19 +69,19 @@ void s3_dest_free(s3_dest *d)
 
 static const char *const codec_names[] = {"zstd", "gzip", "none"};
 
-int s3_stage_header(const s3_dest *d, int64_t created_ns, s3_buf *out)
+int s3_stage_header(const s3_dest *d, int64_t created_ns, sbuf *out)
 {
     size_t start = out->len;
-    if (s3_buf_put(out, S3_STAGE_MAGIC, 8) || s3_buf_put(out, "\0\0\0\0", 4) ||
-        s3_buf_put(out, "\0\0\0\0", 4))
+    if (sbuf_put(out, S3_STAGE_MAGIC, 8) || sbuf_put(out, "\0\0\0\0", 4) ||
+        sbuf_put(out, "\0\0\0\0", 4))
         return -1;
     size_t meta = out->len;
-    if (s3_buf_printf(out,
-                      "bucket=%s\nkey=%s\nregion=%s\nrole=%s\nextid=%s\n"
-                      "session=%s\ncompression=%s\ncreated_ns=%" PRId64 "\n",
-                      d->bucket, d->key, d->region, d->role ? d->role : "",
-                      d->extid ? d->extid : "", d->session ? d->session : "",
-                      codec_names[d->codec], created_ns))
+    if (sbuf_printf(out,
+                    "bucket=%s\nkey=%s\nregion=%s\nrole=%s\nextid=%s\n"
+                    "session=%s\ncompression=%s\ncreated_ns=%" PRId64 "\n",
+                    d->bucket, d->key, d->region, d->role ? d->role : "",
+                    d->extid ? d->extid : "", d->session ? d->session : "",
+                    codec_names[d->codec], created_ns))
         return -1;
     size_t mlen = out->len - meta;
     if (mlen > META_MAX)
@@ -140,10 +140,10 @@ static int parse_meta(char *m, s3_dest *d, int64_t *created)
 
 /* ---- blocks ----------------------------------------------------------- */
 
-int s3_block_begin(s3_buf *out, const char *seg)
+int s3_block_begin(sbuf *out, const char *seg)
 {
     size_t sl = strlen(seg);
-    if (sl == 0 || sl > 255 || s3_buf_reserve(out, S3_BLOCK_HDR + sl + 1))
+    if (sl == 0 || sl > 255 || sbuf_reserve(out, S3_BLOCK_HDR + sl + 1))
         return -1;
     memset(out->p + out->len, 0, S3_BLOCK_HDR);
     /* seg_len now, so s3_block_end can find the payload. */
@@ -154,7 +154,7 @@ int s3_block_begin(s3_buf *out, const char *seg)
     return 0;
 }
 
-void s3_block_end(s3_buf *out, size_t start, uint32_t n_records,
+void s3_block_end(sbuf *out, size_t start, uint32_t n_records,
                   uint64_t first_off, uint64_t last_off, uint32_t raw_len)
 {
     uint8_t *h = (uint8_t *)out->p + start;
@@ -415,18 +415,18 @@ void s3_pos_prune(s3_positions *p, int64_t before_ns, size_t max_entries)
     }
 }
 
-int s3_pos_serialise(const s3_positions *p, s3_buf *out)
+int s3_pos_serialise(const s3_positions *p, sbuf *out)
 {
     size_t start = out->len;
-    if (s3_buf_puts(out, "lfs3-positions 1\n"))
+    if (sbuf_puts(out, "lfs3-positions 1\n"))
         return -1;
     for (size_t i = 0; i < p->n_slots; i++)
         for (s3_pos_ent *e = p->slots[i]; e; e = e->next)
-            if (s3_buf_printf(out, "%" PRIu64 " %" PRId64 " %s\n", e->max_off,
-                              e->used_ns, e->seg))
+            if (sbuf_printf(out, "%" PRIu64 " %" PRId64 " %s\n", e->max_off,
+                            e->used_ns, e->seg))
                 return -1;
     uint32_t crc = s3_crc32c(0, out->p + start, out->len - start);
-    return s3_buf_printf(out, "crc %08x\n", crc);
+    return sbuf_printf(out, "crc %08x\n", crc);
 }
 
 int s3_pos_load(s3_positions *p, const char *path, char *err, size_t errlen)

@@ -58,13 +58,13 @@ s3_tmpl *s3_tmpl_parse(const char *text, s3_charset cs, const s3_tmpl_vars *v,
 }
 
 int s3_tmpl_expand(s3_tmpl *t, const lf_host *h, const lf_record *rec,
-                   s3_buf *out, char *why, size_t whylen)
+                   sbuf *out, char *why, size_t whylen)
 {
     /* Destination parts are short (a key is at most 1,024 bytes). */
     size_t want = 2048;
     if (out->max && out->max > out->len && out->max - out->len < want)
         want = out->max - out->len;
-    if (s3_buf_reserve(out, want) != 0 || out->cap == out->len) {
+    if (sbuf_reserve(out, want) != 0 || out->cap == out->len) {
         snprintf(why, whylen, "expansion too long");
         return -1;
     }

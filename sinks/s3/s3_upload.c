@@ -37,7 +37,7 @@
 
 int s3_positions_save(s3_sink *s)
 {
-    s3_buf b = {0};
+    sbuf b = {0};
     pthread_mutex_lock(&s->pos_file_lock);
     pthread_mutex_lock(&s->lock);
     int rc = s3_pos_serialise(&s->pos, &b);
@@ -45,7 +45,7 @@ int s3_positions_save(s3_sink *s)
     if (rc == 0)
         rc = s3_write_file_atomic(s->dir, "positions", b.p, b.len);
     pthread_mutex_unlock(&s->pos_file_lock);
-    s3_buf_free(&b);
+    sbuf_free(&b);
     return rc;
 }
 
@@ -172,7 +172,7 @@ static int send_part(up_state *st, const char *p, size_t n)
 static int drain(up_state *st, int final)
 {
     s3_sink *s = st->c.s;
-    s3_buf *out = &st->c.u->out;
+    sbuf *out = &st->c.u->out;
     if (!st->mpu) {
         st->step = "CreateMultipartUpload";
         if (write_marker(st, "pending\n") != 0)
@@ -252,7 +252,7 @@ static int stream_object(up_state *st, int fd)
         }
         uint64_t p = off + (uint64_t)hl;
         off = p + b.payload_len;
-        if (s3_buf_reserve(&u->out, b.payload_len + 1) != 0)
+        if (sbuf_reserve(&u->out, b.payload_len + 1) != 0)
             goto oom;
         char *dst = u->out.p + u->out.len;
         if (pread_all(fd, dst, b.payload_len, p) != 0 ||
@@ -351,7 +351,7 @@ static int upload_one(s3_uploader *u, s3_obj *o, s3_err *e, const char **step)
     int rc_stream = stream_object(&st, fd);
     /* Keep no big buffer between objects. */
     if (u->out.cap > 2 * s->part_size)
-        s3_buf_free(&u->out);
+        sbuf_free(&u->out);
     if (rc_stream != 0) {
         if (st.mpu) {
             /* Do not leave the parts behind; if the abort fails too the
@@ -685,7 +685,7 @@ void s3_uploaders_stop(s3_sink *s)
         s3_uploader *u = &s->up[i];
         if (u->started)
             pthread_join(u->thread, NULL);
-        s3_buf_free(&u->out);
+        sbuf_free(&u->out);
     }
     free(s->up);
     s->up = NULL;

@@ -1,5 +1,5 @@
 /*
- * s3_util.c - small helpers of the s3 sink: capped buffers, CRC-32C,
+ * s3_util.c - small helpers of the s3 sink: CRC-32C,
  * base64, MD5, URI and XML escaping, durable file writes.
  */
 #include <errno.h>
@@ -16,68 +16,6 @@
 #include <openssl/evp.h>
 
 #include "s3.h"
-
-/* ---- buffers ---------------------------------------------------------- */
-
-int s3_buf_reserve(s3_buf *b, size_t more)
-{
-    if (more > SIZE_MAX - b->len)
-        return -1;
-    size_t need = b->len + more;
-    if (need <= b->cap)
-        return 0;
-    if (b->max && need > b->max)
-        return -1;
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < need)
-        nc = nc > SIZE_MAX / 2 ? need : nc * 2;
-    if (b->max && nc > b->max)
-        nc = b->max;
-    char *np = realloc(b->p, nc);
-    if (!np)
-        return -1;
-    b->p = np;
-    b->cap = nc;
-    return 0;
-}
-
-int s3_buf_put(s3_buf *b, const void *p, size_t n)
-{
-    if (s3_buf_reserve(b, n + 1) != 0)
-        return -1;
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-int s3_buf_puts(s3_buf *b, const char *s)
-{
-    return s3_buf_put(b, s, strlen(s));
-}
-
-int s3_buf_printf(s3_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || s3_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-void s3_buf_free(s3_buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 /* ---- CRC-32C ---------------------------------------------------------- */
 
@@ -209,10 +147,10 @@ int s3_md5_base64(const void *p, size_t n, char out[25])
 
 /* ---- escaping --------------------------------------------------------- */
 
-int s3_uri_encode(s3_buf *b, const char *s, size_t n, int keep_slash)
+int s3_uri_encode(sbuf *b, const char *s, size_t n, int keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
-    if (s3_buf_reserve(b, 3 * n + 1) != 0)
+    if (sbuf_reserve(b, 3 * n + 1) != 0)
         return -1;
     char *o = b->p + b->len;
     for (size_t i = 0; i < n; i++) {
@@ -232,7 +170,7 @@ int s3_uri_encode(s3_buf *b, const char *s, size_t n, int keep_slash)
     return 0;
 }
 
-int s3_xml_escape(s3_buf *b, const char *s, size_t n)
+int s3_xml_escape(sbuf *b, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const char *r = NULL;
@@ -253,7 +191,7 @@ int s3_xml_escape(s3_buf *b, const char *s, size_t n)
             r = "&apos;";
             break;
         }
-        if (r ? s3_buf_puts(b, r) : s3_buf_put(b, &s[i], 1))
+        if (r ? sbuf_puts(b, r) : sbuf_put(b, &s[i], 1))
             return -1;
     }
     return 0;

@@ -39,6 +39,7 @@
 #include "../../sinks/cloudwatch/cwl_sink.c"
 #include "../../sinks/cloudwatch/cwl_state.c"
 #include "../../sinks/cloudwatch/cwl_template.c"
+#include "../../sinks/shared/sbuf.c"
 #include "../../sinks/shared/tmpl.c"
 
 typedef Logferry__V1__InvocationRecord rec_t;
@@ -1014,10 +1015,10 @@ END_TEST
 
 START_TEST(test_json_strings)
 {
-    cwl_buf b = {0};
+    sbuf b = {0};
     ck_assert_int_eq(
         cwl_json_str(&b, "a\"\\\n\x01\xff\xc3\xa9\xed\xa0\x80", 11), 0);
-    ck_assert_int_eq(cwl_buf_put(&b, "", 1), 0);
+    ck_assert_int_eq(sbuf_put(&b, "", 1), 0);
     ck_assert_str_eq(b.p, "\"a\\\"\\\\\\n\\u0001\xef\xbf\xbd\xc3\xa9"
                           "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
     /* The fast escaper against the careful one and against jansson, on
@@ -1044,7 +1045,7 @@ START_TEST(test_json_strings)
             memcpy(in + n, p, strlen(p));
             n += strlen(p);
         }
-        cwl_buf fast = {0}, slow = {0};
+        sbuf fast = {0}, slow = {0};
         ck_assert_int_eq(cwl_json_str_utf8(&fast, in, n), 0);
         ck_assert_int_eq(cwl_json_str(&slow, in, n), 0);
         ck_assert_uint_eq(fast.len, slow.len);
@@ -1055,8 +1056,8 @@ START_TEST(test_json_strings)
         ck_assert_uint_eq(json_string_length(j), n);
         ck_assert(memcmp(json_string_value(j), in, n) == 0);
         json_decref(j);
-        cwl_buf_free(&fast);
-        cwl_buf_free(&slow);
+        sbuf_free(&fast);
+        sbuf_free(&slow);
     }
     char num[24];
     ck_assert(memcmp(num, "-9223372036854775808",
@@ -1070,12 +1071,12 @@ START_TEST(test_json_strings)
     ck_assert_uint_eq(cwl_utf8_cut("ab\xc3\xa9", 4, 3), 2);
     ck_assert_uint_eq(cwl_utf8_cut("ab\xc3\xa9", 4, 4), 4);
     ck_assert_uint_eq(cwl_utf8_cut("\xf0\x9f\x98\x80z", 5, 3), 0);
-    /* capped buffers refuse to grow past max */
-    cwl_buf c = {.max = 8};
-    ck_assert_int_eq(cwl_buf_put(&c, "12345678", 8), 0);
-    ck_assert_int_eq(cwl_buf_put(&c, "9", 1), -1);
-    cwl_buf_free(&b);
-    cwl_buf_free(&c);
+    /* capped buffers refuse to grow past max (which counts the NUL) */
+    sbuf c = {.max = 9};
+    ck_assert_int_eq(sbuf_put(&c, "12345678", 8), 0);
+    ck_assert_int_eq(sbuf_put(&c, "9", 1), -1);
+    sbuf_free(&b);
+    sbuf_free(&c);
 }
 END_TEST
 
