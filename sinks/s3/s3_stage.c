@@ -23,34 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../shared/le.h"
 #include "s3.h"
 
 #define META_MAX (64u * 1024u)
 #define SCAN_CHUNK (1u << 20)
 #define POS_FILE_MAX (64u * 1024u * 1024u)
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* ---- destinations ----------------------------------------------------- */
 
@@ -86,8 +64,8 @@ int s3_stage_header(const s3_dest *d, int64_t created_ns, sbuf *out)
     size_t mlen = out->len - meta;
     if (mlen > META_MAX)
         return -1;
-    put32((uint8_t *)out->p + start + 8, (uint32_t)mlen);
-    put32((uint8_t *)out->p + start + 12, s3_crc32c(0, out->p + meta, mlen));
+    le_put32((uint8_t *)out->p + start + 8, (uint32_t)mlen);
+    le_put32((uint8_t *)out->p + start + 12, s3_crc32c(0, out->p + meta, mlen));
     return 0;
 }
 
@@ -161,23 +139,23 @@ void s3_block_end(sbuf *out, size_t start, uint32_t n_records,
     size_t sl = h[16] | (size_t)h[17] << 8;
     size_t pstart = start + S3_BLOCK_HDR + sl;
     size_t plen = out->len - pstart;
-    put32(h, S3_BLOCK_MAGIC);
-    put32(h + 4, (uint32_t)plen);
-    put32(h + 8, raw_len);
-    put32(h + 12, n_records);
+    le_put32(h, S3_BLOCK_MAGIC);
+    le_put32(h + 4, (uint32_t)plen);
+    le_put32(h + 8, raw_len);
+    le_put32(h + 12, n_records);
     h[18] = h[19] = 0;
-    put64(h + 20, first_off);
-    put64(h + 28, last_off);
-    put32(h + 36, s3_crc32c(0, out->p + pstart, plen));
+    le_put64(h + 20, first_off);
+    le_put64(h + 28, last_off);
+    le_put32(h + 36, s3_crc32c(0, out->p + pstart, plen));
     uint32_t c = s3_crc32c(0, h, 40);
-    put32(h + 40, s3_crc32c(c, h + S3_BLOCK_HDR, sl));
+    le_put32(h + 40, s3_crc32c(c, h + S3_BLOCK_HDR, sl));
 }
 
 long s3_block_decode(const uint8_t *p, size_t avail, s3_block *b)
 {
     if (avail < S3_BLOCK_HDR)
         return 0;
-    if (get32(p) != S3_BLOCK_MAGIC || p[18] || p[19])
+    if (le_get32(p) != S3_BLOCK_MAGIC || p[18] || p[19])
         return -1;
     size_t sl = p[16] | (size_t)p[17] << 8;
     if (sl == 0 || sl >= sizeof b->seg)
@@ -185,14 +163,14 @@ long s3_block_decode(const uint8_t *p, size_t avail, s3_block *b)
     if (avail < S3_BLOCK_HDR + sl)
         return 0;
     uint32_t c = s3_crc32c(0, p, 40);
-    if (s3_crc32c(c, p + S3_BLOCK_HDR, sl) != get32(p + 40))
+    if (s3_crc32c(c, p + S3_BLOCK_HDR, sl) != le_get32(p + 40))
         return -1;
-    b->payload_len = get32(p + 4);
-    b->raw_len = get32(p + 8);
-    b->n_records = get32(p + 12);
-    b->first_off = get64(p + 20);
-    b->last_off = get64(p + 28);
-    b->payload_crc = get32(p + 36);
+    b->payload_len = le_get32(p + 4);
+    b->raw_len = le_get32(p + 8);
+    b->n_records = le_get32(p + 12);
+    b->first_off = le_get64(p + 20);
+    b->last_off = le_get64(p + 28);
+    b->payload_crc = le_get32(p + 36);
     memcpy(b->seg, p + S3_BLOCK_HDR, sl);
     b->seg[sl] = '\0';
     if (b->n_records == 0 || b->last_off < b->first_off)
@@ -233,7 +211,7 @@ int s3_stage_scan_fd(int fd, s3_stage_scan *sc, s3_block_fn fn, void *ud,
         snprintf(err, errlen, "no staging header (torn at creation?)");
         return -1;
     }
-    uint32_t mlen = get32(hdr + 8);
+    uint32_t mlen = le_get32(hdr + 8);
     if (mlen == 0 || mlen > META_MAX) {
         snprintf(err, errlen, "bad header length");
         return -1;
@@ -244,7 +222,7 @@ int s3_stage_scan_fd(int fd, s3_stage_scan *sc, s3_block_fn fn, void *ud,
         return -1;
     }
     if (pread_full(fd, meta, mlen, 16) != 1 ||
-        s3_crc32c(0, meta, mlen) != get32(hdr + 12)) {
+        s3_crc32c(0, meta, mlen) != le_get32(hdr + 12)) {
         free(meta);
         snprintf(err, errlen, "staging header torn or damaged");
         return -1;

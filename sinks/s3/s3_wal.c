@@ -34,35 +34,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../shared/le.h"
 #include "s3.h"
 
 #define WAL_MAGIC "LFS3WAL1"
 #define REC_MAGIC 0x4c415753u
 #define REC_HDR 32u
 #define REC_MAX (64u * 1024u * 1024u)
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static void wal_path(const s3_sink *s, uint64_t seq, char *out, size_t cap)
 {
@@ -73,14 +51,14 @@ int s3_wal_append(s3_sink *s, s3_wal_type type, uint64_t id, uint64_t off,
                   const void *data, size_t len)
 {
     uint8_t h[REC_HDR];
-    put32(h, REC_MAGIC);
+    le_put32(h, REC_MAGIC);
     h[4] = (uint8_t)type;
     h[5] = h[6] = h[7] = 0;
-    put64(h + 8, id);
-    put64(h + 16, off);
-    put32(h + 24, (uint32_t)len);
+    le_put64(h + 8, id);
+    le_put64(h + 16, off);
+    le_put32(h + 24, (uint32_t)len);
     uint32_t c = s3_crc32c(0, h, 28);
-    put32(h + 28, s3_crc32c(c, data, len));
+    le_put32(h + 28, s3_crc32c(c, data, len));
     struct iovec iov[2] = {{h, REC_HDR}, {(void *)data, len}};
     size_t total = REC_HDR + len, done = 0;
     while (done < total) {
@@ -217,8 +195,8 @@ static int rec_read(int fd, uint64_t *pos, uint64_t end, wal_rec *r,
         return 0;
     if (pread(fd, h, REC_HDR, (off_t)*pos) != REC_HDR)
         return -1;
-    uint32_t len = get32(h + 24);
-    if (get32(h) != REC_MAGIC || h[4] < S3_WAL_OBJ || h[4] > S3_WAL_DONE ||
+    uint32_t len = le_get32(h + 24);
+    if (le_get32(h) != REC_MAGIC || h[4] < S3_WAL_OBJ || h[4] > S3_WAL_DONE ||
         len > REC_MAX || end - *pos - REC_HDR < len)
         return 0;
     if (len > *cap) {
@@ -237,11 +215,11 @@ static int rec_read(int fd, uint64_t *pos, uint64_t end, wal_rec *r,
         got += (size_t)n;
     }
     uint32_t c = s3_crc32c(0, h, 28);
-    if (s3_crc32c(c, *buf, len) != get32(h + 28))
+    if (s3_crc32c(c, *buf, len) != le_get32(h + 28))
         return 0;
     r->type = (s3_wal_type)h[4];
-    r->id = get64(h + 8);
-    r->off = get64(h + 16);
+    r->id = le_get64(h + 8);
+    r->off = le_get64(h + 16);
     r->len = len;
     *pos += REC_HDR + len;
     return 1;
