@@ -3,7 +3,7 @@
  *
  * Request bodies carry each record's JSON as a JSON string, so the
  * escaping here is on the hot path (cwl_json_str_utf8(), 16 bytes at a
- * time where SSE2 is there). Names and field values come from records as
+ * time where the CPU has SSSE3). Names and field values come from records as
  * raw bytes, so cwl_json_str() also repairs invalid UTF-8.
  */
 #include <stdarg.h>
@@ -14,8 +14,8 @@
 
 #include "cwl.h"
 
-#ifdef __SSE2__
-#include <emmintrin.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <tmmintrin.h>
 #endif
 
 static const char hexd[] = "0123456789abcdef";
@@ -62,15 +62,86 @@ static char *esc_at(char *o, unsigned char c)
     return o + esc_byte(c, o);
 }
 
-/* The sink's hottest loop: every byte of every message goes through it.
- * Record JSON has a quote every few bytes, so runs between escapes are
- * short: copying them with memcpy (one call per run) was the slowest
- * choice measured; a byte loop is ~25% faster, and SSE2 blocks of 16
- * (stored whole, then the output pointer moved to the first byte that
- * needs escaping) ~35% faster on a typical 660-byte record. Escaped text
- * is at most twice as long unless it holds control bytes (6 each), which
- * host->to_json output never does: reserve 2n (+16 for the whole-block
- * stores) once, and more only when a control byte shows up. */
+#if defined(__x86_64__) || defined(__i386__)
+#define CWL_HAVE_SSSE3 1
+/* For a mask of the 8 bytes of a half-block that need a backslash (bit
+ * i: byte i): the pshufb control that spreads the 8 bytes over 8 +
+ * popcount(mask) output bytes, leaving a hole (0x80 reads as 0) before
+ * each flagged byte, and the backslashes to OR into the holes. Filled
+ * once, when the module is loaded. */
+static uint8_t esc_shuf[256][16], esc_bsl[256][16], esc_len[256];
+static int esc_ssse3; /* set once, before any thread runs */
+
+__attribute__((constructor)) static void esc_tables(void)
+{
+    __builtin_cpu_init(); /* required before cpu_supports in a constructor */
+    esc_ssse3 = __builtin_cpu_supports("ssse3") != 0;
+    for (int m = 0; m < 256; m++) {
+        int p = 0;
+        memset(esc_shuf[m], 0x80, 16);
+        for (int i = 0; i < 8; i++) {
+            if (m >> i & 1)
+                esc_bsl[m][p++] = '\\';
+            esc_shuf[m][p++] = (uint8_t)i;
+        }
+        esc_len[m] = (uint8_t)p; /* a table: no popcnt in the base ISA */
+    }
+}
+
+/* Escape whole 16-byte blocks of s[*i..n) into *o while they hold no
+ * control byte: a block without '"' or '\\' is stored as is; one with
+ * some becomes two shuffled halves. Stops at the first block with a
+ * control byte, or with fewer than 16 bytes left. Each store writes 16
+ * bytes: the caller reserved 16 past the longest output. */
+__attribute__((target("ssse3"))) static void esc_blocks(const char *s, size_t n,
+                                                        size_t *ip, char **op)
+{
+    size_t i = *ip;
+    char *o = *op;
+    const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'),
+                  lo = _mm_set1_epi8(0x1f);
+    while (i + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, lo), v);
+        if (_mm_movemask_epi8(ctl))
+            break;
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+        if (!m) {
+            _mm_storeu_si128((__m128i *)(void *)o, v);
+            o += 16;
+            i += 16;
+            continue;
+        }
+        unsigned m0 = m & 0xff, m1 = m >> 8;
+        __m128i a = _mm_or_si128(
+            _mm_shuffle_epi8(v, _mm_loadu_si128((const void *)esc_shuf[m0])),
+            _mm_loadu_si128((const void *)esc_bsl[m0]));
+        _mm_storeu_si128((__m128i *)(void *)o, a);
+        o += esc_len[m0];
+        __m128i h = _mm_srli_si128(v, 8);
+        __m128i c = _mm_or_si128(
+            _mm_shuffle_epi8(h, _mm_loadu_si128((const void *)esc_shuf[m1])),
+            _mm_loadu_si128((const void *)esc_bsl[m1]));
+        _mm_storeu_si128((__m128i *)(void *)o, c);
+        o += esc_len[m1];
+        i += 16;
+    }
+    *ip = i;
+    *op = o;
+}
+#endif
+
+/* The sink's hottest loop: every byte of every message goes through it,
+ * and record JSON has a quote every few bytes, so scanning for runs and
+ * copying them (one memcpy per run) was slow. On a typical 660-byte record
+ * (microbenchmark, data in cache): runs with memcpy 540 ns, a byte loop
+ * 410 ns, SSE2 blocks that stop at each quote 345 ns, SSSE3 blocks that
+ * shuffle the backslashes in (esc_blocks) 185 ns. Where the CPU has no
+ * SSSE3, the byte loop. Escaped text is at most twice as long unless it
+ * holds control bytes (6 each), which host->to_json output never does:
+ * reserve 2n (+16 for the whole-block stores) once, and more only when a
+ * control byte shows up. */
 int cwl_json_str_utf8(sbuf *b, const char *s, size_t n)
 {
     if (n > SIZE_MAX / 2 - 32 || sbuf_reserve(b, 2 * n + 2 + 16) != 0)
@@ -79,39 +150,28 @@ int cwl_json_str_utf8(sbuf *b, const char *s, size_t n)
     *o++ = '"';
     size_t i = 0;
     for (;;) {
-#ifdef __SSE2__
-        const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'),
-                      lo = _mm_set1_epi8(0x1f);
-        while (i + 16 <= n) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-            _mm_storeu_si128((__m128i *)(void *)o, v);
-            __m128i m = _mm_or_si128(
-                _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
-                _mm_cmpeq_epi8(_mm_min_epu8(v, lo), v));
-            unsigned mask = (unsigned)_mm_movemask_epi8(m);
-            if (!mask) {
-                o += 16;
-                i += 16;
+#ifdef CWL_HAVE_SSSE3
+        if (esc_ssse3)
+            esc_blocks(s, n, &i, &o);
+#endif
+        /* The tail, or one block with a control byte. */
+        size_t stop = n - i > 16 ? i + 16 : n;
+        while (i < stop) {
+            unsigned char c = (unsigned char)s[i++];
+            if (!needs_esc[c]) {
+                *o++ = (char)c;
                 continue;
             }
-            unsigned k = (unsigned)__builtin_ctz(mask);
-            o += k;
-            i += k;
-            break;
+            if (c < 0x20) {
+                b->len = (size_t)(o - b->p);
+                if (sbuf_reserve(b, 6 + 2 * (n - i) + 1 + 16) != 0)
+                    return -1;
+                o = b->p + b->len;
+            }
+            o = esc_at(o, c);
         }
-#endif
-        while (i < n && !needs_esc[(unsigned char)s[i]])
-            *o++ = s[i++];
         if (i >= n)
             break;
-        unsigned char c = (unsigned char)s[i++];
-        if (c < 0x20) {
-            b->len = (size_t)(o - b->p);
-            if (sbuf_reserve(b, 6 + 2 * (n - i) + 1 + 16) != 0)
-                return -1;
-            o = b->p + b->len;
-        }
-        o = esc_at(o, c);
     }
     *o++ = '"';
     *o = '\0';
