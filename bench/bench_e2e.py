@@ -21,7 +21,8 @@ cursor marks every segment finished (not when the GC has deleted them,
 which waits for the next 1 s rescan).
 
   python3 bench/bench_e2e.py [--build build] [-n 1000000] [--null]
-                             [--scenario live|backlog|both]
+                             [--scenario live|backlog|both] [--linger MS]
+                             [--prefetch auto|on|off]
 """
 import argparse
 import os
@@ -95,10 +96,12 @@ def run(args, scenario):
         f.write('log_level = "warn"; state_dir = "%s"; module_dir = "%s/sinks";\n'
                 'spool: { dir = "%s"; };\n'
                 'sinks = ( { name = "f"; type = "file"; path = "%s"; fsync = %s;'
-                ' rotate_bytes = 0; batch_max_records = %d;%s } );\n'
+                ' rotate_bytes = 0; batch_max_records = %d;%s%s } );\n'
                 % (state, args.build, spool, out, "false" if args.null else "true",
                    args.batch, "" if args.linger < 0 else
-                   ' batch_linger = "%dms";' % args.linger))
+                   ' batch_linger = "%dms";' % args.linger,
+                   "" if args.prefetch is None else
+                   ' batch_prefetch = "%s";' % args.prefetch))
     fill = [os.path.join(args.build, "bench", "spool_fill"), spool, str(args.n)]
     agent_cmd = [os.path.join(args.build, "logferry"), "run", "-c", conf]
     try:
@@ -168,6 +171,8 @@ def main():
     p.add_argument("--null", action="store_true")
     p.add_argument("--linger", type=int, default=-1,
                    help="batch_linger in ms (default: the file sink's, 20 ms)")
+    p.add_argument("--prefetch", choices=("auto", "on", "off"),
+                   help="batch_prefetch (default: not set, i.e. auto)")
     p.add_argument("--dir", default="/tmp")
     p.add_argument("--scenario", default="both")
     args = p.parse_args()
