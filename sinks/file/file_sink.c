@@ -40,8 +40,14 @@
 
 /* One write() covers at most this much of a batch; the batch buffer is
  * this big unless a single line needs more. Small enough that the device
- * starts on a batch early (see the top of the file), large enough that
- * syscalls stay few: 256 KB to 1 MB measured alike, 4 MB worse. */
+ * starts on a batch early (see the top of the file) and that the piece just
+ * rendered is still in the CPU's cache when write() copies it into the page
+ * cache (L2 is 1 MiB per core on the benchmark VM), large enough that
+ * syscalls stay few. With 4 MB pieces that copy ran from L3/DRAM, and 2-3x
+ * slower whenever another process streamed memory on the other core (the
+ * spool's writer): it was most of the extra agent CPU of bench_e2e's live
+ * case over its backlog case (agent system time 0.52-0.61 s per 1M records
+ * with 4 MB pieces, 0.26-0.35 s with 1 MB; 512 KB measured as 1 MB). */
 #define FILE_PIECE (1024u * 1024u)
 /* Longest line we build. A record is at most 4 MiB encoded and escaping
  * grows text at most 6x, so real records stay well below this. */
