@@ -143,7 +143,7 @@ const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
                            prefetch_modes,
                            "Read and decode the next batch while the sink "
                            "delivers the current one, which holds a second "
-                           "batch in memory (~0.8 KB per typical record); "
+                           "batch in memory (~1 KB per typical record); "
                            "auto does so when batch_max_records is at most "
                            "4096. Acknowledgements are unchanged."},
 };

@@ -218,8 +218,8 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
         r->conf.ops->struct_size >=
             offsetof(lf_sink_ops, batch_linger_ms) + sizeof(uint32_t))
         r->linger_ms = r->conf.ops->batch_linger_ms;
-    /* A second batch in memory costs ~0.8 KB per typical record: auto
-       reads ahead for batches up to PREFETCH_AUTO_RECORDS (~3 MB), so a
+    /* A second batch in memory costs ~1 KB per typical record: auto
+       reads ahead for batches up to PREFETCH_AUTO_RECORDS (~4 MB), so a
        sink with large batches (cloudwatch: 10,000) keeps its memory
        budget. A replay delivers what it reads once: nothing to overlap. */
     int64_t pf = conf_int(&r->conf.common, SK_BATCH_PREFETCH);
