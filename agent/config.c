@@ -103,6 +103,8 @@ const lf_conf_key conf_aws_keys[AK__COUNT] = {
                          "Largest AWS answer accepted; larger is an error."},
 };
 
+static const char *const prefetch_modes[] = {"auto", "on", "off", NULL};
+
 const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
     [SK_NAME] = {"name", LF_CONF_STRING, 1, NULL, 1, 64, NULL,
                  "Instance name, unique; names the cursor and log lines."},
@@ -137,6 +139,13 @@ const lf_conf_key conf_sink_common_keys[SK__COUNT] = {
                       "Give up on records the sink keeps answering RETRY "
                       "for after this long and dead-letter them with the "
                       "reason (0: retry until spool.max_age removes them)."},
+    [SK_BATCH_PREFETCH] = {"batch_prefetch", LF_CONF_ENUM, 0, "auto", 0, 0,
+                           prefetch_modes,
+                           "Read and decode the next batch while the sink "
+                           "delivers the current one, which holds a second "
+                           "batch in memory (~1 KB per typical record); "
+                           "auto does so when batch_max_records is at most "
+                           "4096. Acknowledgements are unchanged."},
 };
 
 /* ---- errors --------------------------------------------------------- */

@@ -52,8 +52,12 @@ enum {
     SK_BACKOFF_CAP,
     SK_CURSOR_COMMIT,
     SK_MAX_RETRY,
+    SK_BATCH_PREFETCH,
     SK__COUNT
 };
+
+/* Values of batch_prefetch, in the order of its enum_values. */
+enum { SK_PREFETCH_AUTO, SK_PREFETCH_ON, SK_PREFETCH_OFF };
 
 typedef struct sink_conf {
     char *name;

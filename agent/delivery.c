@@ -28,6 +28,8 @@
 #define DEFAULT_BATCH_RECORDS 4096u
 #define DEFAULT_BATCH_BYTES (4u * 1024u * 1024u)
 #define ARENA_CHUNK (1u * 1024u * 1024u)
+/* batch_prefetch = "auto" reads ahead for batches up to this many records. */
+#define PREFETCH_AUTO_RECORDS 4096u
 
 /* ---- per-segment state of one sink ---------------------------------- */
 
@@ -54,7 +56,31 @@ typedef struct seg_state {
     int complete;       /* writer gone and read to the end */
     int done;           /* complete and acknowledged; durably recorded */
     int present;        /* seen in the latest listing */
+    /* read_off and complete as they were when the batch now with the sink
+       was handed over; advance() acknowledges up to these, not up to what
+       was read since for the next batch. */
+    uint64_t sent_off;
+    int sent_complete;
 } seg_state;
+
+/* One batch: its records, their retry state and the arena they live in.
+ * A runner has two: while the sink delivers one (on the runner's
+ * deliverer thread), the runner reads and decodes the next into the
+ * other, so reading the spool overlaps the sink's write and fsync. */
+typedef struct batch_slot {
+    lf_record *recs;
+    uint8_t *verdict;
+    unsigned *rec_attempts; /* per record: retries so far */
+    int64_t *rec_since;     /* per record: first refusal (mono) */
+    size_t n_recs;
+    size_t batch_bytes;
+    arena arena;                 /* payload copies, decoded records */
+    ProtobufCAllocator pb_alloc; /* over arena */
+    /* The records' pos.segment is a copy in the arena: the segment's own
+       name is freed if the segment vanishes from the spool while the batch
+       waits (linger) or is read ahead. Cached for the last segment. */
+    const char *seg_src, *seg_copy;
+} batch_slot;
 
 struct sink_runner {
     sink_conf conf;
@@ -88,17 +114,26 @@ struct sink_runner {
     size_t n_parked, cap_parked;
     size_t parked_bytes;
     redact_scratch *rscratch; /* NULL until a rule set needs it */
-    unsigned *rec_attempts;   /* per batch record: retries so far */
-    int64_t *rec_since;       /* per batch record: first refusal (mono) */
 
     uint32_t max_records, max_bytes;
     int64_t linger_ms;
-    lf_record *recs;
-    uint8_t *verdict;
-    size_t n_recs;
-    size_t batch_bytes;
-    arena arena;
-    ProtobufCAllocator pb_alloc;
+    batch_slot slots[2];
+    batch_slot *b; /* the batch being filled: one of slots */
+
+    /* The deliverer thread runs deliver_batch() on the other slot while
+       the runner fills b. Only the runner posts work and waits for it, so
+       at most one batch is with the sink, as the ABI promises. While it
+       runs, the deliverer alone touches that slot, the parked records,
+       rng and attempt; the runner alone the segments, readers and b. */
+    int writer_live; /* the last fill stopped at a segment still written */
+    int prefetch;
+    pthread_t dl_thread;
+    int dl_started;
+    pthread_mutex_t dl_lock;
+    pthread_cond_t dl_cond;
+    batch_slot *dl_job; /* posted, not yet finished; NULL when idle */
+    int dl_result;
+    int dl_quit;
 
     spool_reader *rd; /* cached reader */
     size_t rd_seg;    /* index into segs of the cached reader */
@@ -183,17 +218,34 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
         r->conf.ops->struct_size >=
             offsetof(lf_sink_ops, batch_linger_ms) + sizeof(uint32_t))
         r->linger_ms = r->conf.ops->batch_linger_ms;
-    r->recs = calloc(r->max_records, sizeof *r->recs);
-    r->verdict = calloc(r->max_records, 1);
-    r->rec_attempts = calloc(r->max_records, sizeof *r->rec_attempts);
-    r->rec_since = calloc(r->max_records, sizeof *r->rec_since);
-    if (!r->recs || !r->verdict || !r->rec_attempts || !r->rec_since) {
-        snprintf(err, errlen, "out of memory for a batch of %u records",
-                 r->max_records);
-        goto fail;
+    /* A second batch in memory costs ~1 KB per typical record: auto
+       reads ahead for batches up to PREFETCH_AUTO_RECORDS (~4 MB), so a
+       sink with large batches (cloudwatch: 10,000) keeps its memory
+       budget. A replay delivers what it reads once: nothing to overlap. */
+    int64_t pf = conf_int(&r->conf.common, SK_BATCH_PREFETCH);
+    r->prefetch =
+        !env->replay &&
+        (pf == SK_PREFETCH_ON ||
+         (pf == SK_PREFETCH_AUTO && r->max_records <= PREFETCH_AUTO_RECORDS));
+    for (int k = 0; k < 2; k++) {
+        batch_slot *sl = &r->slots[k];
+        sl->arena = arena_make(ARENA_CHUNK);
+        sl->pb_alloc = arena_pb_allocator(&sl->arena);
+        if (k == 1 && !r->prefetch)
+            break; /* the second slot is never used */
+        sl->recs = calloc(r->max_records, sizeof *sl->recs);
+        sl->verdict = calloc(r->max_records, 1);
+        sl->rec_attempts = calloc(r->max_records, sizeof *sl->rec_attempts);
+        sl->rec_since = calloc(r->max_records, sizeof *sl->rec_since);
+        if (!sl->recs || !sl->verdict || !sl->rec_attempts || !sl->rec_since) {
+            snprintf(err, errlen, "out of memory for a batch of %u records",
+                     r->max_records);
+            goto fail;
+        }
     }
-    r->arena = arena_make(ARENA_CHUNK);
-    r->pb_alloc = arena_pb_allocator(&r->arena);
+    r->b = &r->slots[0];
+    pthread_mutex_init(&r->dl_lock, NULL);
+    pthread_cond_init(&r->dl_cond, NULL);
     if (getrandom(&r->rng, sizeof r->rng, 0) != sizeof r->rng)
         r->rng = (uint64_t)host_mono_ns();
 
@@ -238,11 +290,15 @@ void sink_runner_free(sink_runner *r)
         free(r->parked[i].data);
     }
     free(r->parked);
-    free(r->rec_attempts);
-    free(r->rec_since);
-    free(r->recs);
-    free(r->verdict);
-    arena_free(&r->arena);
+    for (int k = 0; k < 2; k++) {
+        free(r->slots[k].rec_attempts);
+        free(r->slots[k].rec_since);
+        free(r->slots[k].recs);
+        free(r->slots[k].verdict);
+        arena_free(&r->slots[k].arena);
+    }
+    pthread_mutex_destroy(&r->dl_lock);
+    pthread_cond_destroy(&r->dl_cond);
     cursor_free(&r->cur);
     sink_host_destroy(&r->host);
     pthread_mutex_destroy(&r->cur_lock);
@@ -377,6 +433,8 @@ static void sync_segments(sink_runner *r)
             s->read_off = s->acked_off = e->offset;
             s->done = s->complete = e->done;
         }
+        s->sent_off = s->read_off;
+        s->sent_complete = s->complete;
         pthread_mutex_unlock(&r->cur_lock);
         r->n_segs++;
         /* Record it in the cursor even before anything is delivered, so a
@@ -530,16 +588,17 @@ static void dead_letter(sink_runner *r, const lf_record *rec,
 
 /* ---- reading a batch ------------------------------------------------ */
 
+/* Empty the batch being filled (r->b). */
 static void batch_reset(sink_runner *r)
 {
-    r->n_recs = 0;
-    r->batch_bytes = 0;
+    r->b->n_recs = 0;
+    r->b->batch_bytes = 0;
+    r->b->seg_src = r->b->seg_copy = NULL;
     /* With redaction on, the arena held text the rules removed: do not
        leave it lying in memory for the next batch to sit on. */
     if (route_global_redact(r->routes) || r->conf.redact)
-        arena_wipe(&r->arena);
-    arena_reset(&r->arena);
-    sink_host_reset_batch(&r->host);
+        arena_wipe(&r->b->arena);
+    arena_reset(&r->b->arena);
 }
 
 /* Apply one rule set to msg (k: 0 global, 1 route, 2 sink); returns the
@@ -556,7 +615,7 @@ static int redact_with(sink_runner *r, int k, const redact_rules *rules,
     if (n > 64)
         n = 64;
     memset(st, 0, sizeof st);
-    int changed = redact_apply(rules, r->rscratch, msg, &r->pb_alloc,
+    int changed = redact_apply(rules, r->rscratch, msg, &r->b->pb_alloc,
                                redact_rule_count(rules) <= 64 ? st : NULL);
     if (changed > 0) {
         char name[HOST_COUNTER_NAME];
@@ -577,7 +636,7 @@ static int repack(sink_runner *r, Logferry__V1__InvocationRecord *msg,
                   uint8_t **data, size_t *len)
 {
     size_t n = logferry__v1__invocation_record__get_packed_size(msg);
-    uint8_t *buf = arena_alloc(&r->arena, n ? n : 1);
+    uint8_t *buf = arena_alloc(&r->b->arena, n ? n : 1);
     if (!buf)
         return -1;
     logferry__v1__invocation_record__pack(msg, buf);
@@ -591,13 +650,13 @@ static int repack(sink_runner *r, Logferry__V1__InvocationRecord *msg,
 static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
                      const uint8_t *payload, size_t len)
 {
-    if (r->n_recs == r->max_records ||
-        (r->n_recs > 0 && r->batch_bytes + len > r->max_bytes))
+    if (r->b->n_recs == r->max_records ||
+        (r->b->n_recs > 0 && r->b->batch_bytes + len > r->max_bytes))
         return -1;
     if (r->env->dead_letter_source) {
         /* Unwrap: replay the record a sink refused earlier. */
         Logferry__V1__DeadLetter *dl =
-            logferry__v1__dead_letter__unpack(&r->pb_alloc, len, payload);
+            logferry__v1__dead_letter__unpack(&r->b->pb_alloc, len, payload);
         if (!dl) {
             RLOG(r, LF_LOG_WARN,
                  "msg=\"undecodable dead letter skipped\" segment=%s "
@@ -611,14 +670,15 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
         payload = dl->record.data;
         len = dl->record.len;
     }
-    uint8_t *copy = arena_alloc(&r->arena, len ? len : 1);
-    Logferry__V1__InvocationRecord *msg = arena_alloc(&r->arena, sizeof *msg);
+    uint8_t *copy = arena_alloc(&r->b->arena, len ? len : 1);
+    Logferry__V1__InvocationRecord *msg =
+        arena_alloc(&r->b->arena, sizeof *msg);
     if (!copy || !msg)
         return -1;
     memcpy(copy, payload, len);
     /* The hand-written decoder (3x protobuf-c, checked against it by
        tests/unit/test_record_decode.c) is the hot path's largest saving. */
-    int drc = rdec_unpack(copy, len, &r->pb_alloc, msg);
+    int drc = rdec_unpack(copy, len, &r->b->pb_alloc, msg);
     if (drc == RDEC_ENOMEM)
         return -1; /* as when the arena cannot take the copy */
     if (drc != RDEC_OK) {
@@ -671,17 +731,26 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
         if (repack(r, msg, &copy, &len) != 0)
             return -1;
     }
+    if (r->b->seg_src != s->name) {
+        size_t nl = strlen(s->name) + 1;
+        char *nc = arena_alloc(&r->b->arena, nl);
+        if (!nc)
+            return -1;
+        memcpy(nc, s->name, nl);
+        r->b->seg_src = s->name;
+        r->b->seg_copy = nc;
+    }
     r->replayed++;
-    r->rec_attempts[r->n_recs] = 0;
-    r->rec_since[r->n_recs] = 0;
-    lf_record *rec = &r->recs[r->n_recs++];
+    r->b->rec_attempts[r->b->n_recs] = 0;
+    r->b->rec_since[r->b->n_recs] = 0;
+    lf_record *rec = &r->b->recs[r->b->n_recs++];
     rec->payload = copy;
     rec->len = len;
     rec->event_time_ns = msg->event_time_ns;
-    rec->pos.segment = s->name;
+    rec->pos.segment = r->b->seg_copy;
     rec->pos.offset = off;
     rec->internal = msg;
-    r->batch_bytes += len;
+    r->b->batch_bytes += len;
     return 0;
 }
 
@@ -717,10 +786,11 @@ static int64_t backoff_delay_ms(sink_runner *r, unsigned attempts,
     return (int64_t)retry_after_ms > ms ? (int64_t)retry_after_ms : ms;
 }
 
-/* Park batch record i. Returns 0, or -1 when the parking is full. */
-static int park(sink_runner *r, size_t i, uint32_t retry_after_ms)
+/* Park record i of batch sl. Returns 0, or -1 when the parking is full. */
+static int park(sink_runner *r, const batch_slot *sl, size_t i,
+                uint32_t retry_after_ms)
 {
-    const lf_record *rec = &r->recs[i];
+    const lf_record *rec = &sl->recs[i];
     if (parked_full(r))
         return -1;
     if (r->n_parked == r->cap_parked) {
@@ -742,8 +812,8 @@ static int park(sink_runner *r, size_t i, uint32_t retry_after_ms)
     memcpy(p->data, rec->payload, rec->len);
     p->len = rec->len;
     p->offset = rec->pos.offset;
-    p->attempts = r->rec_attempts[i] + 1;
-    p->since_ns = r->rec_since[i] ? r->rec_since[i] : host_mono_ns();
+    p->attempts = sl->rec_attempts[i] + 1;
+    p->since_ns = sl->rec_since[i] ? sl->rec_since[i] : host_mono_ns();
     p->due_ns = host_mono_ns() +
                 backoff_delay_ms(r, p->attempts, retry_after_ms) * 1000000LL;
     r->parked_bytes += rec->len;
@@ -776,12 +846,12 @@ static void fill_from_parked(sink_runner *r)
             unpark_at(r, k);
             continue;
         }
-        size_t before = r->n_recs;
+        size_t before = r->b->n_recs;
         if (batch_add(r, s, p->offset, p->data, p->len) != 0)
             return; /* batch full */
-        if (r->n_recs > before) {
-            r->rec_attempts[before] = p->attempts;
-            r->rec_since[before] = p->since_ns;
+        if (r->b->n_recs > before) {
+            r->b->rec_attempts[before] = p->attempts;
+            r->b->rec_since[before] = p->since_ns;
         }
         unpark_at(r, k);
     }
@@ -798,14 +868,18 @@ static int64_t parked_next_due(const sink_runner *r)
 }
 
 /* Fill the batch from the segments in creation order. Returns 1 if the
- * batch is full (more is waiting), 0 otherwise. */
-static int fill_batch(sink_runner *r)
+ * batch is full (more is waiting), 0 otherwise. ahead: reading ahead while
+ * the deliverer owns the parked records: leave them alone (they are taken
+ * at the next fill that is not ahead; a parking that fills up meanwhile
+ * lets at most this one more batch be read). */
+static int fill_batch(sink_runner *r, int ahead)
 {
-    if (r->n_parked)
+    r->writer_live = 0;
+    if (!ahead && r->n_parked)
         fill_from_parked(r);
-    if (r->n_recs == r->max_records)
+    if (r->b->n_recs == r->max_records)
         return 1;
-    if (parked_full(r))
+    if (!ahead && parked_full(r))
         return 0; /* backpressure: retry what is parked first */
     for (size_t i = 0; i < r->n_segs; i++) {
         seg_state *s = &r->segs[i];
@@ -858,6 +932,7 @@ static int fill_batch(sink_runner *r)
                          "msg=\"cannot tell if the writer is alive\" "
                          "segment=%s error=\"%s\"",
                          s->name, spool_reader_errmsg(rd));
+                r->writer_live = 1;
                 break;
             }
             /* The writer is gone: the file is final. finish() reads what
@@ -870,7 +945,8 @@ static int fill_batch(sink_runner *r)
 
 /* ---- delivering ----------------------------------------------------- */
 
-static void backoff_sleep(sink_runner *r, uint32_t retry_after_ms, int quiet)
+static void backoff_sleep(sink_runner *r, size_t n_recs,
+                          uint32_t retry_after_ms, int quiet)
 {
     int64_t ms = backoff_delay_ms(r, r->attempt, retry_after_ms);
     r->attempt++;
@@ -878,7 +954,7 @@ static void backoff_sleep(sink_runner *r, uint32_t retry_after_ms, int quiet)
         RLOG(r, LF_LOG_INFO,
              "msg=\"delivery failed, retrying\" records=%zu retry_in_ms=%lld "
              "attempt=%u",
-             r->n_recs, (long long)ms, r->attempt);
+             n_recs, (long long)ms, r->attempt);
     int64_t until = host_mono_ns() + ms * 1000000LL;
     while (!atomic_load(&r->stop)) {
         int64_t left = (until - host_mono_ns()) / 1000000LL;
@@ -914,15 +990,17 @@ static int give_up(sink_runner *r, int64_t since, lf_record *recs, size_t n,
     return 1;
 }
 
-static int deliver_batch(sink_runner *r)
+static int deliver_batch(sink_runner *r, batch_slot *sl)
 {
     r->attempt = 0;
-    lf_record *recs = r->recs;
-    size_t n = r->n_recs;
+    lf_record *recs = sl->recs;
+    size_t n = sl->n_recs;
     int64_t failing_since = 0;
+    /* field() answers of the previous batch are no longer needed. */
+    sink_host_reset_batch(&r->host);
     while (n > 0) {
-        lf_batch b = {recs, n, r->verdict, NULL, 0};
-        memset(r->verdict, 0, n);
+        lf_batch b = {recs, n, sl->verdict, NULL, 0};
+        memset(sl->verdict, 0, n);
         lf_deliver_status st = r->conf.ops->deliver(r->inst, &b);
         switch (st) {
         case LF_DELIVER_OK:
@@ -940,23 +1018,23 @@ static int deliver_batch(sink_runner *r)
         case LF_DELIVER_PARTIAL: {
             size_t keep = 0, ok = 0, failed = 0, parked_now = 0;
             for (size_t i = 0; i < n; i++) {
-                if (r->verdict[i] == LF_REC_FAIL) {
+                if (sl->verdict[i] == LF_REC_FAIL) {
                     dead_letter(r, &recs[i], b.fail_reason);
                     failed++;
-                } else if (r->verdict[i] == LF_REC_RETRY) {
+                } else if (sl->verdict[i] == LF_REC_RETRY) {
                     /* Only the records not accepted go again: retrying the
                        whole batch would duplicate the accepted ones. They
                        wait parked, so the destinations that work keep
                        flowing; in place only if the parking is full. */
-                    if (give_up(r, r->rec_since[i], &recs[i], 1,
+                    if (give_up(r, sl->rec_since[i], &recs[i], 1,
                                 b.fail_reason)) {
                         /* retried for too long: dead-lettered */
                     } else if (!r->env->replay &&
-                               park(r, i, b.retry_after_ms) == 0) {
+                               park(r, sl, i, b.retry_after_ms) == 0) {
                         parked_now++;
                     } else {
-                        r->rec_attempts[keep] = r->rec_attempts[i];
-                        r->rec_since[keep] = r->rec_since[i];
+                        sl->rec_attempts[keep] = sl->rec_attempts[i];
+                        sl->rec_since[keep] = sl->rec_since[i];
                         recs[keep++] = recs[i];
                     }
                 } else {
@@ -988,7 +1066,7 @@ static int deliver_batch(sink_runner *r)
                 return 0;
             if (atomic_load(&r->stop))
                 return -1;
-            backoff_sleep(r, b.retry_after_ms, 0);
+            backoff_sleep(r, n, b.retry_after_ms, 0);
             break;
         }
         case LF_DELIVER_RETRY:
@@ -1000,7 +1078,7 @@ static int deliver_batch(sink_runner *r)
                 return 0;
             if (atomic_load(&r->stop))
                 return -1;
-            backoff_sleep(r, b.retry_after_ms, 0);
+            backoff_sleep(r, n, b.retry_after_ms, 0);
             break;
         }
         if (atomic_load(&r->stop))
@@ -1009,14 +1087,25 @@ static int deliver_batch(sink_runner *r)
     return 0;
 }
 
-/* After a delivered batch: move acked offsets up to what was read, and
- * mark finished segments. Returns 1 if a segment became done. */
+/* Record what the batch about to be delivered covers: everything read so
+ * far. advance() acknowledges up to this, whatever is read after it. */
+static void mark_sent(sink_runner *r)
+{
+    for (size_t i = 0; i < r->n_segs; i++) {
+        r->segs[i].sent_off = r->segs[i].read_off;
+        r->segs[i].sent_complete = r->segs[i].complete;
+    }
+}
+
+/* After a delivered batch: move acked offsets up to what it covered (see
+ * mark_sent), and mark finished segments. Returns 1 if a segment became
+ * done. */
 static int advance(sink_runner *r)
 {
     int newly_done = 0;
     for (size_t i = 0; i < r->n_segs; i++) {
         seg_state *s = &r->segs[i];
-        uint64_t upto = s->read_off;
+        uint64_t upto = s->sent_off;
         int held = 0;
         for (size_t k = 0; k < r->n_parked; k++)
             if (strcmp(r->parked[k].segment, s->name) == 0) {
@@ -1028,13 +1117,95 @@ static int advance(sink_runner *r)
             s->acked_off = upto;
             r->cur_dirty = 1;
         }
-        if (s->complete && !s->done && !held) {
+        if (s->sent_complete && !s->done && !held) {
             s->done = 1;
             newly_done = 1;
             r->cur_dirty = 1;
         }
     }
     return newly_done;
+}
+
+/* ---- reading ahead while the sink delivers -------------------------- */
+
+/* The deliverer thread: delivers each posted slot, one at a time. */
+static void *deliverer_main(void *arg)
+{
+    sink_runner *r = arg;
+    pthread_mutex_lock(&r->dl_lock);
+    for (;;) {
+        while (!r->dl_job && !r->dl_quit)
+            pthread_cond_wait(&r->dl_cond, &r->dl_lock);
+        if (!r->dl_job)
+            break; /* quit, and nothing posted */
+        batch_slot *sl = r->dl_job;
+        pthread_mutex_unlock(&r->dl_lock);
+        int rc = deliver_batch(r, sl);
+        pthread_mutex_lock(&r->dl_lock);
+        r->dl_result = rc;
+        r->dl_job = NULL;
+        pthread_cond_broadcast(&r->dl_cond);
+    }
+    pthread_mutex_unlock(&r->dl_lock);
+    return NULL;
+}
+
+static void deliverer_stop(sink_runner *r)
+{
+    if (!r->dl_started)
+        return;
+    pthread_mutex_lock(&r->dl_lock);
+    r->dl_quit = 1;
+    pthread_cond_broadcast(&r->dl_cond);
+    pthread_mutex_unlock(&r->dl_lock);
+    pthread_join(r->dl_thread, NULL);
+    r->dl_started = 0;
+}
+
+/* Deliver the batch r->b (what mark_sent() recorded) on the deliverer
+ * thread while reading the next batch into the other slot, then wait for
+ * the delivery. The sink's write and fsync (the file sink waits on the
+ * disk for about a third of the time) overlap reading, checking and
+ * decoding the next batch. *more: in, whether the delivered batch was
+ * full; out, whether the batch read ahead is. Returns what deliver_batch()
+ * returned; r->b is then the batch read ahead, not yet delivered and not
+ * covered by the acknowledgement. */
+static int deliver_reading_ahead(sink_runner *r, int *more)
+{
+    if (!r->dl_started) {
+        if (pthread_create(&r->dl_thread, NULL, deliverer_main, r) != 0) {
+            /* Not fatal: deliver in place, as without batch_prefetch. */
+            RLOG(r, LF_LOG_WARN,
+                 "msg=\"cannot start the deliverer thread, "
+                 "not reading ahead\"");
+            r->prefetch = 0;
+            int rc = deliver_batch(r, r->b);
+            batch_reset(r);
+            *more = 0;
+            return rc;
+        }
+        r->dl_started = 1;
+    }
+    /* Parked records go first at the next fill: do not read past them, or
+       full batches read ahead would keep them waiting. The deliverer may
+       park more meanwhile; the count is read before it starts. */
+    int ahead = r->n_parked == 0;
+    pthread_mutex_lock(&r->dl_lock);
+    r->dl_job = r->b;
+    pthread_cond_broadcast(&r->dl_cond);
+    pthread_mutex_unlock(&r->dl_lock);
+
+    r->b = r->b == &r->slots[0] ? &r->slots[1] : &r->slots[0];
+    batch_reset(r);
+    /* Only what is already in the spool: never wait for a writer here. */
+    *more = ahead ? fill_batch(r, 1) : 0;
+
+    pthread_mutex_lock(&r->dl_lock);
+    while (r->dl_job)
+        pthread_cond_wait(&r->dl_cond, &r->dl_lock);
+    int rc = r->dl_result;
+    pthread_mutex_unlock(&r->dl_lock);
+    return rc;
 }
 
 static void *runner_main(void *arg)
@@ -1064,11 +1235,12 @@ static void *runner_main(void *arg)
                  "error=\"%s\"",
                  r->attempt + 1, err);
         sink_host_count(&r->host, "create_errors", 1);
-        backoff_sleep(r, 0, 1);
+        backoff_sleep(r, 0, 0, 1);
     }
     r->attempt = 0;
     while (!atomic_load(&r->stop)) {
-        if (!more && !r->env->replay) {
+        /* Records read ahead are delivered without waiting for more. */
+        if (!more && r->b->n_recs == 0 && !r->env->replay) {
             int wait_ms = r->env->rescan_ms;
             int64_t due = parked_next_due(r);
             if (due) {
@@ -1082,24 +1254,40 @@ static void *runner_main(void *arg)
         }
         if (gen != r->seen_gen || r->n_segs == 0)
             sync_segments(r);
-        batch_reset(r);
-        more = fill_batch(r);
+        /* An empty batch may still hold arena memory (records skipped by
+           routing, dead-lettered): start it over. */
+        if (r->b->n_recs == 0)
+            batch_reset(r);
+        more = fill_batch(r, 0); /* tops up a batch read ahead */
         /* Linger: a batch that is not full waits a little for more, so a
-           trickle makes fewer, larger requests (and fewer fsyncs). */
-        if (!more && r->n_recs > 0 && r->linger_ms > 0 && !r->env->replay) {
+           trickle makes fewer, larger requests (and fewer fsyncs). Only
+           while a writer is appending: once every segment is complete
+           nothing more is coming but a new segment, and waiting would only
+           delay the last records (20 ms of the file sink's linger at the end
+           of every burst). */
+        if (!more && r->b->n_recs > 0 && r->linger_ms > 0 && !r->env->replay &&
+            r->writer_live) {
             int64_t until = host_mono_ns() + r->linger_ms * 1000000LL;
-            while (!more && !atomic_load(&r->stop)) {
+            while (!more && r->writer_live && !atomic_load(&r->stop)) {
                 int64_t left = (until - host_mono_ns()) / 1000000LL;
                 if (left <= 0)
                     break;
                 gen = spool_watch_wait(r->env->watch, r->seen_gen, (int)left);
                 if (gen != r->seen_gen)
                     sync_segments(r);
-                more = fill_batch(r);
+                more = fill_batch(r, 0);
             }
         }
-        if (r->n_recs > 0) {
-            if (deliver_batch(r) != 0)
+        mark_sent(r);
+        if (r->b->n_recs > 0) {
+            int rc;
+            if (r->prefetch) {
+                rc = deliver_reading_ahead(r, &more);
+            } else {
+                rc = deliver_batch(r, r->b);
+                batch_reset(r);
+            }
+            if (rc != 0)
                 break; /* stopping: the batch stays unacknowledged */
         } else if (r->env->replay && !more) {
             /* A replay reads what is there when it starts, once. */
@@ -1122,7 +1310,8 @@ static void *runner_main(void *arg)
             (newly_done || !more || now - r->last_commit_ns >= commit_ns))
             commit_cursor(r);
     }
-    batch_reset(r);
+    deliverer_stop(r);
+    batch_reset(r); /* what was read ahead is not acknowledged */
     if (r->cur_dirty)
         commit_cursor(r);
     if (r->inst && r->conf.ops->flush && r->conf.ops->flush(r->inst) != 0)

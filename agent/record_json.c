@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 /* ---- output cursor ---------------------------------------------------- */
 
 /* Writes go to [p, end); what does not fit is only counted in `over`, so
@@ -162,26 +166,44 @@ static inline void put2(char *p, unsigned v)
 
 #define TIME_LEN 24 /* "2026-11-25T13:28:04.123Z" */
 
+/* "YYYY-MM-DDTHH:MM:SS" of the second last formatted on this thread. */
+#define SEC_LEN 19
+
 /* The years int64 nanoseconds can reach all have four digits. */
 static void fmt_time(char out[TIME_LEN], int64_t ns)
 {
-    civil c;
-    civil_from_ns(ns, &c);
-    put2(out, (unsigned)(c.year / 100));
-    put2(out + 2, (unsigned)(c.year % 100));
-    out[4] = '-';
-    put2(out + 5, c.month);
-    out[7] = '-';
-    put2(out + 8, c.day);
-    out[10] = 'T';
-    put2(out + 11, c.hour);
-    out[13] = ':';
-    put2(out + 14, c.min);
-    out[16] = ':';
-    put2(out + 17, c.sec);
+    /* Records mostly come in time order, so consecutive ones share their
+       second: the calendar arithmetic is done once per second and thread
+       (sinks may render on threads of their own). */
+    static _Thread_local int64_t last_sec = INT64_MIN; /* never a second */
+    static _Thread_local char last[SEC_LEN];
+    int64_t secs = ns / 1000000000, rem = ns % 1000000000;
+    if (rem < 0) {
+        rem += 1000000000;
+        secs--;
+    }
+    unsigned ms = (unsigned)(rem / 1000000);
+    if (secs != last_sec) {
+        civil c;
+        civil_from_ns(ns, &c);
+        put2(last, (unsigned)(c.year / 100));
+        put2(last + 2, (unsigned)(c.year % 100));
+        last[4] = '-';
+        put2(last + 5, c.month);
+        last[7] = '-';
+        put2(last + 8, c.day);
+        last[10] = 'T';
+        put2(last + 11, c.hour);
+        last[13] = ':';
+        put2(last + 14, c.min);
+        last[16] = ':';
+        put2(last + 17, c.sec);
+        last_sec = secs;
+    }
+    memcpy(out, last, SEC_LEN);
     out[19] = '.';
-    out[20] = (char)('0' + c.ms / 100);
-    put2(out + 21, c.ms % 100);
+    out[20] = (char)('0' + ms / 100);
+    put2(out + 21, ms % 100);
     out[23] = 'Z';
 }
 
@@ -214,8 +236,10 @@ static const uint8_t byte_class[256] = {
 #define HIGHS 0x8080808080808080ull
 
 /* Nonzero when some byte of v needs a look: >= 0x80, < 0x20, '"' or '\\'.
- * The "has a zero byte" tests are exact about *whether* (not *where*),
- * which is all the skip loop needs. */
+ * The "has a zero byte" tests can flag a byte that is fine, but only above
+ * (at a higher address than) one that truly needs a look, since a borrow
+ * only runs upwards: the lowest flag is exact, so ctz of the result / 8 is
+ * the offset of the first byte to look at (little-endian loads). */
 static inline uint64_t word_needs_look(uint64_t v)
 {
     uint64_t lt20 = (v - ONES * 0x20) & ~v;
@@ -301,6 +325,59 @@ static inline size_t escape_ascii(char out[6], uint8_t c)
     }
 }
 
+/* The first byte in [q, end) that needs a look (word_needs_look), or end.
+ * Bytes in [p, q) are known to need none: ASCII that is copied as is, or
+ * well-formed UTF-8 (p <= q). Strings are short (most under 64 bytes), so
+ * the tail matters as much as the loop: fewer than a step's bytes left are
+ * checked with one load of the string's last bytes, overlapping ones known
+ * clean, instead of a byte loop (which took a quarter of the rendering). */
+static inline const uint8_t *skip_clean(const uint8_t *p, const uint8_t *q,
+                                        const uint8_t *end)
+{
+#ifdef __SSE2__
+    /* A signed "< 0x20" also catches the bytes >= 0x80: they need a look. */
+    const __m128i sp = _mm_set1_epi8(0x20), dq = _mm_set1_epi8('"'),
+                  bs = _mm_set1_epi8('\\');
+#define NEEDS_LOOK16(v)                                                        \
+    ((unsigned)_mm_movemask_epi8(_mm_or_si128(                                 \
+        _mm_cmplt_epi8((v), sp),                                               \
+        _mm_or_si128(_mm_cmpeq_epi8((v), dq), _mm_cmpeq_epi8((v), bs)))))
+    while (end - q >= 16) {
+        unsigned m = NEEDS_LOOK16(_mm_loadu_si128((const void *)q));
+        if (m)
+            return q + __builtin_ctz(m);
+        q += 16;
+    }
+    if (q < end && end - p >= 16) {
+        unsigned k = 16 - (unsigned)(end - q); /* leading bytes known clean */
+        unsigned m = NEEDS_LOOK16(_mm_loadu_si128((const void *)(end - 16))) &
+                     (~0u << k);
+        return m ? end - 16 + __builtin_ctz(m) : end;
+    }
+#undef NEEDS_LOOK16
+#endif
+    while (end - q >= 8) {
+        uint64_t v;
+        memcpy(&v, q, 8);
+        uint64_t m = word_needs_look(v);
+        if (m)
+            return q + (__builtin_ctzll(m) >> 3);
+        q += 8;
+    }
+    if (q < end && end - p >= 8) {
+        /* Bytes known clean cause no borrow: masking their flags off
+           leaves exact ones. */
+        size_t k = 8 - (size_t)(end - q);
+        uint64_t v;
+        memcpy(&v, end - 8, 8);
+        uint64_t m = word_needs_look(v) & (~0ull << (8 * k));
+        return m ? end - 8 + (__builtin_ctzll(m) >> 3) : end;
+    }
+    while (q < end && byte_class[*q] == 0)
+        q++;
+    return q;
+}
+
 /* Length of the run at p that needs no change: plain ASCII and well-formed
  * UTF-8. *bad is set to the length of an ill-formed subpart found at the
  * end of the run (0 if the run ends at an ASCII escape or at `end`). */
@@ -309,15 +386,7 @@ static inline size_t clean_run(const uint8_t *p, const uint8_t *end, int *bad)
     const uint8_t *q = p;
     *bad = 0;
     for (;;) {
-        while (end - q >= 8) {
-            uint64_t v;
-            memcpy(&v, q, 8);
-            if (word_needs_look(v))
-                break;
-            q += 8;
-        }
-        while (q < end && byte_class[*q] == 0)
-            q++;
+        q = skip_clean(p, q, end);
         if (q == end || byte_class[*q] == 1)
             return (size_t)(q - p);
         int seq = utf8_seq(q, end);
