@@ -40,6 +40,26 @@ void arena_reset(arena *a)
     }
 }
 
+void arena_release(arena *a, arena_mark m, int wipe)
+{
+    while (a->head && a->head != m.chunk) {
+        arena_chunk *c = a->head;
+        if (wipe)
+            memset(c->data, 0, c->used);
+        if (!m.chunk && !c->next) {
+            c->used = 0; /* kept for the next allocation */
+            return;
+        }
+        a->head = c->next;
+        free(c);
+    }
+    if (a->head && a->head->used > m.used) {
+        if (wipe)
+            memset((char *)a->head->data + m.used, 0, a->head->used - m.used);
+        a->head->used = m.used;
+    }
+}
+
 void arena_wipe(arena *a)
 {
     for (arena_chunk *c = a->head; c; c = c->next)

@@ -32,6 +32,24 @@ static inline arena arena_make(size_t chunk)
  * memory. */
 void *arena_alloc(arena *a, size_t n);
 
+/* A position in the arena, to give back what was allocated after it. */
+typedef struct arena_mark {
+    arena_chunk *chunk; /* the head chunk then (NULL: the arena was empty) */
+    size_t used;        /* and its use */
+} arena_mark;
+
+static inline arena_mark arena_get_mark(const arena *a)
+{
+    return (arena_mark){a->head, a->head ? a->head->used : 0};
+}
+
+/* Give back everything allocated since `m` (taken on this arena, with no
+ * reset in between), zeroing it first when `wipe` is set. A chunk made
+ * since is freed, except that an arena emptied back to nothing keeps one
+ * for the next allocation. What the caller still points into that memory
+ * must not be used again. */
+void arena_release(arena *a, arena_mark m, int wipe);
+
 /* Forget everything; keep the newest chunk, free the others. */
 void arena_reset(arena *a);
 

@@ -647,8 +647,8 @@ static int repack(sink_runner *r, Logferry__V1__InvocationRecord *msg,
 
 /* Add one frame to the batch. Returns 0, or -1 if the batch is full (the
  * frame was not taken). */
-static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
-                     const uint8_t *payload, size_t len)
+static int batch_add_one(sink_runner *r, seg_state *s, uint64_t off,
+                         const uint8_t *payload, size_t len)
 {
     if (r->b->n_recs == r->max_records ||
         (r->b->n_recs > 0 && r->b->batch_bytes + len > r->max_bytes))
@@ -752,6 +752,24 @@ static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
     rec->internal = msg;
     r->b->batch_bytes += len;
     return 0;
+}
+
+/* Add one frame's record to the batch (batch_add_one), and give the arena
+ * back whatever it took for a record that was not added: routed to
+ * another sink, outside a replay's filter, dead-lettered, or refused
+ * because the batch is full. Skipped records do not count towards the
+ * batch limits, so without this a sink that receives few of the records
+ * would hold every skipped one until its batch filled. */
+static int batch_add(sink_runner *r, seg_state *s, uint64_t off,
+                     const uint8_t *payload, size_t len)
+{
+    arena_mark m = arena_get_mark(&r->b->arena);
+    size_t before = r->b->n_recs;
+    int rc = batch_add_one(r, s, off, payload, len);
+    if (r->b->n_recs == before)
+        arena_release(&r->b->arena, m,
+                      route_global_redact(r->routes) || r->conf.redact);
+    return rc;
 }
 
 static seg_state *seg_find(sink_runner *r, const char *name)

@@ -74,6 +74,34 @@ class Routing(h.TestCase):
         self.assertEqual(len(got), 2)
         self.assertEqual(a.stop(), 0)
 
+    def test_sink_with_few_records_keeps_memory_bounded(self):
+        """A sink that routing sends 1 record in 1,500 skips the others:
+        they must not pile up in its batch memory while it looks for
+        enough of its own to fill a batch."""
+        o = os.path.join(self.root, "out")
+        sinks = ",".join('{ name = "%s"; type = "file"; path = "%s/%s.ndjson"; }'
+                         % (n, o, n) for n in ("bulk", "rare"))
+        routes = ('routes = (\n'
+                  ' { name = "rare"; match = { tenant_id = "rare"; }; sinks = ["rare"]; },\n'
+                  ' { name = "bulk"; sinks = ["bulk"]; }\n'
+                  ');')
+        a = self.agent(sinks=sinks, extra=routes)
+        n = 150_000 if not h.SANITIZED else 30_000
+        big = "x" * 600  # ~1 KB per record once decoded: 150 MB if kept
+        recs = [h.record(i, tenant="rare" if i % 1500 == 0 else "bulk",
+                         prompt=big) for i in range(n)]
+        a.emit_json(recs)
+        a.start()
+        rare = [r["record_id"] for r in recs if r["tenant_id"] == "rare"]
+        got = a.wait_delivered(len(rare), path=os.path.join(o, "rare.ndjson"))
+        self.assertEqual(sorted(r["record_id"] for r in got), sorted(rare))
+        a.wait_delivered(n - len(rare), path=os.path.join(o, "bulk.ndjson"))
+        with open("/proc/%d/status" % a.proc.pid) as f:
+            hwm_kb = [int(l.split()[1]) for l in f if l.startswith("VmHWM")][0]
+        self.assertEqual(a.stop(), 0)
+        if not h.SANITIZED:
+            self.assertLess(hwm_kb, 64 * 1024, "agent peak RSS %d KiB" % hwm_kb)
+
     def test_route_config_errors(self):
         a = self.agent(extra='routes = ( { name = "x"; match = { colour = "red"; }; '
                              'sinks = ["nowhere"]; max_age = "soon"; } );\n'
