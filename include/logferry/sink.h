@@ -16,8 +16,11 @@
  * links against nothing of the agent's.
  *
  * Threading: the agent calls create/deliver/flush/destroy of one instance
- * from one thread at a time. Different instances may run on different
- * threads concurrently; host services are thread-safe.
+ * from one thread at a time, though not always the same thread (with
+ * batch_prefetch, deliver() runs on a deliverer thread while another reads
+ * the next batch): keep no thread-local state between calls. Different
+ * instances may run on different threads concurrently; host services are
+ * thread-safe.
  */
 #ifndef LOGFERRY_SINK_H
 #define LOGFERRY_SINK_H
