@@ -23,6 +23,7 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/awsname.h"
 #include "../shared/sbuf.h"
 #include "../shared/tmpl.h"
 
@@ -37,10 +38,10 @@
 #define CWL_MAX_AHEAD_MS (2LL * 3600 * 1000)
 
 /* Name limits of the service. */
-#define CWL_NAME_MAX 512   /* log group and log stream names */
-#define CWL_ARN_MAX 2048   /* role ARN */
-#define CWL_EXTID_MAX 1224 /* ExternalId */
-#define CWL_SESSION_MAX 64 /* RoleSessionName */
+#define CWL_NAME_MAX 512            /* log group and log stream names */
+#define CWL_ARN_MAX LF_ROLE_ARN_MAX /* role ARN */
+#define CWL_EXTID_MAX 1224          /* ExternalId */
+#define CWL_SESSION_MAX 64          /* RoleSessionName */
 
 /* ---- JSON strings (cwl_json.c) -------------------------------------- */
 
@@ -80,11 +81,10 @@ typedef lf_tmpl cwl_tmpl;
 cwl_tmpl *cwl_tmpl_parse(const char *text, cwl_charset cs, const char *hostname,
                          char *err, size_t errlen);
 
-/* Whether `s` is a valid log group name / role ARN (whole-value checks
- * after expansion). */
+/* Whether `s` is a valid log group / log stream name (whole-value checks
+ * after expansion; role ARNs: lf_valid_role_arn()). */
 int cwl_valid_group(const char *s, size_t n);
 int cwl_valid_stream(const char *s, size_t n);
-int cwl_valid_role_arn(const char *s, size_t n);
 
 /* ---- splitting into requests (cwl_plan.c) ------------------------------ */
 

@@ -374,7 +374,7 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
                  s->def_group);
         goto fail;
     }
-    if (s->def_role && !cwl_valid_role_arn(s->def_role, strlen(s->def_role))) {
+    if (s->def_role && !lf_valid_role_arn(s->def_role, strlen(s->def_role))) {
         snprintf(err, errlen, "default_role_arn: \"%s\" is not a role ARN",
                  s->def_role);
         goto fail;
@@ -623,7 +623,7 @@ static long route_key(cwl_sink *s, const lf_record *rec, char *key, int def,
     /* Whole-value checks of the identity. */
     const char *role = key;
     size_t rl = (size_t)((char *)memchr(key, '\x1f', kl) - key);
-    if (rl && !cwl_valid_role_arn(role, rl)) {
+    if (rl && !lf_valid_role_arn(role, rl)) {
         snprintf(why, CWL_REASON_LEN,
                  "role_arn: \"%.*s\" is not a role ARN (12-digit account)",
                  (int)(rl > 200 ? 200 : rl), role);

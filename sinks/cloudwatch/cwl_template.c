@@ -72,36 +72,3 @@ int cwl_valid_stream(const char *s, size_t n)
             return 0;
     return 1;
 }
-
-/* arn:<partition>:iam::<12 digits>:role/<path and name>. The host checks
- * the ARN again when acquiring credentials; this check runs per record so
- * a malformed account_id is caught as that record's problem. */
-int cwl_valid_role_arn(const char *s, size_t n)
-{
-    if (n > CWL_ARN_MAX || n < 4 || memcmp(s, "arn:", 4) != 0)
-        return 0;
-    const char *p = s + 4, *end = s + n;
-    const char *c = memchr(p, ':', (size_t)(end - p));
-    if (!c || c == p)
-        return 0;
-    for (const char *q = p; q < c; q++)
-        if (!(islower((unsigned char)*q) || *q == '-'))
-            return 0;
-    p = c + 1;
-    if (end - p < 5 || memcmp(p, "iam::", 5) != 0)
-        return 0;
-    p += 5;
-    if (end - p < 13)
-        return 0;
-    for (int i = 0; i < 12; i++)
-        if (!isdigit((unsigned char)p[i]))
-            return 0;
-    p += 12;
-    if (end - p < 7 || memcmp(p, ":role/", 6) != 0)
-        return 0;
-    p += 6;
-    for (; p < end; p++)
-        if (!(isalnum((unsigned char)*p) || strchr("_+=,.@-/", *p)) || *p == 0)
-            return 0;
-    return 1;
-}

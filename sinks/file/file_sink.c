@@ -38,6 +38,8 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/fdio.h"
+
 /* One write() covers at most this much of a batch; the batch buffer is
  * this big unless a single line needs more. Small enough that the device
  * starts on a batch early (see the top of the file) and that the piece just
@@ -321,22 +323,6 @@ static int file_prepare(file_sink *fs, off_t *size, const char **what)
     return 0;
 }
 
-/* Write all of buf[0..len). Returns 0, or -1 with errno set. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Grow the batch buffer to hold need bytes. */
 static int buf_reserve(file_sink *fs, size_t need)
 {
@@ -386,7 +372,7 @@ static lf_deliver_status file_failed(file_sink *fs, const char *what, int e,
  * errno set by the write. */
 static int write_piece(file_sink *fs, const char *buf, size_t len, off_t at)
 {
-    if (write_all(fs->fd, buf, len) != 0)
+    if (fd_write_all(fs->fd, buf, len) != 0)
         return -1;
     /* Only a hint: an error here (a pipe, a file system without it) changes
        nothing, fdatasync() reports what matters. */

@@ -31,6 +31,8 @@
 
 #include <logferry/sink.h>
 
+#include "../shared/fdio.h"
+#include "../shared/awsname.h"
 #include "../shared/sbuf.h"
 #include "../shared/tmpl.h"
 
@@ -38,7 +40,7 @@
 
 #define S3_KEY_MAX 1024 /* object key, bytes */
 #define S3_BUCKET_MAX 63
-#define S3_ARN_MAX 2048
+#define S3_ARN_MAX LF_ROLE_ARN_MAX
 #define S3_EXTID_MAX 1224
 #define S3_SESSION_MAX 64
 #define S3_MAX_PARTS 10000
@@ -71,10 +73,6 @@ int s3_uri_encode(sbuf *b, const char *s, size_t n, int keep_slash);
 
 /* Append s[0..n) with XML's five special characters escaped. */
 int s3_xml_escape(sbuf *b, const char *s, size_t n);
-
-/* write()/pwrite() all of p[0..n). Return 0, or -1 with errno. */
-int s3_write_all(int fd, const void *p, size_t n);
-int s3_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
 
 /* fsync() a directory. Returns 0 or -1 with errno. */
 int s3_fsync_dir(const char *dir);
@@ -136,7 +134,6 @@ int s3_tmpl_expand(s3_tmpl *t, const lf_host *h, const lf_record *rec,
 
 /* Whole-value checks after expansion. */
 int s3_valid_bucket(const char *s, size_t n);
-int s3_valid_role_arn(const char *s, size_t n);
 int s3_valid_extid(const char *s, size_t n);
 
 /* Creation time (ns since the epoch) that a spool segment name starts

@@ -367,7 +367,7 @@ static int route(s3_sink *s, const lf_record *rec, char *why, size_t whylen)
     if (s->t_role) {
         if (s3_tmpl_expand(s->t_role, h, rec, g, why, whylen))
             return -1;
-        if (!s3_valid_role_arn(g->p + at, g->len - at)) {
+        if (!lf_valid_role_arn(g->p + at, g->len - at)) {
             snprintf(why, whylen, "role_arn: the expansion is not a role ARN");
             return -1;
         }
@@ -480,7 +480,7 @@ static s3_obj *obj_open(s3_sink *s, uint32_t hash, const lf_record *rec,
     sbuf hb = {0};
     int rc = s3_stage_header(&o->dest, s->host->now_ns(s->host), &hb);
     if (rc == 0)
-        rc = s3_pwrite_all(o->fd, hb.p, hb.len, 0);
+        rc = fd_pwrite_all(o->fd, hb.p, hb.len, 0);
     if (rc != 0) {
         snprintf(why, whylen, "write obj-%016" PRIx64 ".stage: %.100s", o->id,
                  hb.len ? strerror(errno) : "header too long");
@@ -615,7 +615,7 @@ static int put_piece(s3_sink *s, s3_obj *o)
 {
     sbuf *w = &s->wbuf;
     uint64_t at = o->size + o->w_len;
-    if (s3_pwrite_all(o->fd, w->p, w->len, at) ||
+    if (fd_pwrite_all(o->fd, w->p, w->len, at) ||
         (s->fsync && s3_wal_append(s, S3_WAL_BLK, o->id, at, w->p, w->len)))
         return -1;
     o->w_len += w->len;
@@ -1325,7 +1325,7 @@ static int parse_config(s3_sink *s, const lf_conf_value *v, char *err,
         return -1;
     }
     if (s->t_role && lf_tmpl_is_static(s->t_role) &&
-        !s3_valid_role_arn(v[K_ROLE_ARN].s, strlen(v[K_ROLE_ARN].s))) {
+        !lf_valid_role_arn(v[K_ROLE_ARN].s, strlen(v[K_ROLE_ARN].s))) {
         snprintf(err, errlen, "role_arn: not a role ARN");
         return -1;
     }

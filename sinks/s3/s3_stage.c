@@ -180,20 +180,12 @@ long s3_block_decode(const uint8_t *p, size_t avail, s3_block *b)
 
 /* ---- scanning a staging file ------------------------------------------ */
 
+/* 1 when all n bytes at off were read, 0 when the file ends first, -1 on
+   an error. */
 static int pread_full(int fd, void *p, size_t n, uint64_t off)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (int)(got == n);
+    ssize_t r = fd_pread_upto(fd, p, n, off);
+    return r < 0 ? -1 : (size_t)r == n;
 }
 
 int s3_stage_scan_fd(int fd, s3_stage_scan *sc, s3_block_fn fn, void *ud,

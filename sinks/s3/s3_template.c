@@ -107,36 +107,6 @@ int s3_valid_bucket(const char *s, size_t n)
     return 1;
 }
 
-int s3_valid_role_arn(const char *s, size_t n)
-{
-    /* arn:<partition>:iam::<12 digits>:role/<path/name> */
-    if (n > S3_ARN_MAX || n < 4 || memcmp(s, "arn:", 4) != 0)
-        return 0;
-    const char *p = s + 4, *end = s + n;
-    const char *c = memchr(p, ':', (size_t)(end - p));
-    if (!c || c == p)
-        return 0;
-    for (const char *q = p; q < c; q++)
-        if (!((*q >= 'a' && *q <= 'z') || *q == '-'))
-            return 0;
-    p = c + 1;
-    if (end - p < 6 || memcmp(p, "iam::", 5) != 0)
-        return 0;
-    p += 5;
-    for (int i = 0; i < 12; i++, p++)
-        if (p >= end || *p < '0' || *p > '9')
-            return 0;
-    if (end - p < 7 || memcmp(p, ":role/", 6) != 0)
-        return 0;
-    p += 6;
-    if (p >= end || end[-1] == '/')
-        return 0;
-    for (; p < end; p++)
-        if (!(char_ok(S3_CS_ARN, (unsigned char)*p) || *p == '/'))
-            return 0;
-    return 1;
-}
-
 int s3_valid_extid(const char *s, size_t n)
 {
     if (n < 2 || n > S3_EXTID_MAX)

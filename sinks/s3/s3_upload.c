@@ -209,18 +209,10 @@ static int drain(up_state *st, int final)
     return 0;
 }
 
+/* 0 when all n bytes at off were read; -1 on an error or a short file. */
 static int pread_all(int fd, void *p, size_t n, uint64_t off)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (char *)p + got, n - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
+    return fd_pread_upto(fd, p, n, off) == (ssize_t)n ? 0 : -1;
 }
 
 /* Send the object: the concatenation of its blocks' payloads (already

@@ -199,39 +199,6 @@ int s3_xml_escape(sbuf *b, const char *s, size_t n)
 
 /* ---- files ------------------------------------------------------------ */
 
-int s3_write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int s3_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, c, n, (off_t)off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-        off += (uint64_t)w;
-    }
-    return 0;
-}
-
 int s3_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -256,7 +223,7 @@ int s3_write_file_atomic(const char *dir, const char *name, const void *p,
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    if (s3_write_all(fd, p, n) != 0 || fsync(fd) != 0) {
+    if (fd_write_all(fd, p, n) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

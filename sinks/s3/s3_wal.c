@@ -90,7 +90,7 @@ static int wal_create(s3_sink *s, uint64_t seq)
     int fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    if (s3_write_all(fd, WAL_MAGIC, 8) != 0 || fdatasync(fd) != 0 ||
+    if (fd_write_all(fd, WAL_MAGIC, 8) != 0 || fdatasync(fd) != 0 ||
         s3_fsync_dir(s->dir) != 0) {
         int e = errno;
         close(fd);
@@ -337,7 +337,7 @@ int s3_wal_recover(s3_sink *s, char *err, size_t errlen)
                     rp = nr;
                     rp[n_rp++] = (replayed){r.id, 0, ofd};
                 }
-                if (s3_pwrite_all(rp[j].fd, buf, r.len, r.off) != 0) {
+                if (fd_pwrite_all(rp[j].fd, buf, r.len, r.off) != 0) {
                     snprintf(err, errlen, "replaying the WAL: %s",
                              strerror(errno));
                     close(fd);

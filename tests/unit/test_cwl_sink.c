@@ -39,6 +39,7 @@
 #include "../../sinks/cloudwatch/cwl_sink.c"
 #include "../../sinks/cloudwatch/cwl_state.c"
 #include "../../sinks/cloudwatch/cwl_template.c"
+#include "../../sinks/shared/awsname.c"
 #include "../../sinks/shared/sbuf.c"
 #include "../../sinks/shared/tmpl.c"
 
@@ -999,9 +1000,9 @@ START_TEST(test_templates)
     ck_assert_int_eq(
         lf_tmpl_expand(g, &f->pub, &rs.lr[0], out, 10, why, sizeof why), -1);
     ck_assert(
-        cwl_valid_role_arn("arn:aws:iam::100000000001:role/LogWriter", 40));
+        lf_valid_role_arn("arn:aws:iam::100000000001:role/LogWriter", 40));
     ck_assert(
-        !cwl_valid_role_arn("arn:aws:iam::10000000000:role/LogWriter", 39));
+        !lf_valid_role_arn("arn:aws:iam::10000000000:role/LogWriter", 39));
     ck_assert(!cwl_valid_group("a b", 3));
     ck_assert(!cwl_valid_stream("a:b", 3));
     lf_tmpl_free(g);
