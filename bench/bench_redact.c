@@ -312,7 +312,10 @@ int main(int argc, char **argv)
     pool_init(&p, n, pii_pct);
     redact_scratch *s = redact_scratch_new();
 
-    char key_path[] = "/tmp/bench_redact_key_XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char key_path[4096];
+    snprintf(key_path, sizeof key_path, "%s/bench_redact_key_XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
     int kfd = mkstemp(key_path);
     if (kfd < 0 || write(kfd, "bench-key-0123456789abcdef", 26) != 26) {
         perror("key file");

@@ -633,7 +633,9 @@ static void *create_ok(void)
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lf-s3-unit-XXXXXX");
+    const char *base = getenv("TMPDIR"); /* as tu_mkdtemp() does */
+    snprintf(tmpdir, sizeof tmpdir, "%s/lf-s3-unit-XXXXXX",
+             base && *base ? base : "/tmp");
     ck_assert(mkdtemp(tmpdir));
     F = calloc(1, sizeof *F);
     fake_init(F, tmpdir);
