@@ -53,39 +53,39 @@ typedef enum lf_conf_type {
     LF_CONF_DURATION = 4, /* milliseconds: integer, or "500ms", "5s", "2m",
                              "1h", "7d" */
     LF_CONF_STRING = 5,
-    LF_CONF_ENUM = 6,     /* string, one of enum_values */
-    LF_CONF_STRLIST = 7,  /* list or array of strings */
+    LF_CONF_ENUM = 6,    /* string, one of enum_values */
+    LF_CONF_STRLIST = 7, /* list or array of strings */
 } lf_conf_type;
 
 typedef struct lf_conf_key {
     const char *name;
     lf_conf_type type;
-    int required;          /* no default: must be given */
-    const char *def;       /* default, as config text ("64MB", "true");
-                              NULL = absent (string NULL, number 0) */
-    int64_t min, max;      /* bounds for INT/SIZE/DURATION (min > max:
-                              unbounded); for STRING the length bounds */
+    int required;                   /* no default: must be given */
+    const char *def;                /* default, as config text ("64MB", "true");
+                                       NULL = absent (string NULL, number 0) */
+    int64_t min, max;               /* bounds for INT/SIZE/DURATION (min > max:
+                                       unbounded); for STRING the length bounds */
     const char *const *enum_values; /* NULL-terminated, for LF_CONF_ENUM */
-    const char *doc;       /* one sentence for the reference */
+    const char *doc;                /* one sentence for the reference */
 } lf_conf_key;
 
 /* A value after validation; which member is set follows the key's type. */
 typedef struct lf_conf_value {
-    int present;           /* given by the user (not the default) */
-    int b;                 /* BOOL */
-    int64_t i;             /* INT, SIZE (bytes), DURATION (ms), ENUM index */
-    const char *s;         /* STRING, ENUM (the name); NULL if absent */
+    int present;             /* given by the user (not the default) */
+    int b;                   /* BOOL */
+    int64_t i;               /* INT, SIZE (bytes), DURATION (ms), ENUM index */
+    const char *s;           /* STRING, ENUM (the name); NULL if absent */
     const char *const *list; /* STRLIST, NULL-terminated */
-    size_t n;              /* STRLIST length */
-    int line;              /* config line it came from, 0 for a default */
+    size_t n;                /* STRLIST length */
+    int line;                /* config line it came from, 0 for a default */
 } lf_conf_value;
 
 /* ---- records and batches -------------------------------------------- */
 
 /* Where a record sits in the spool. */
 typedef struct lf_position {
-    const char *segment;   /* segment file name (not a path) */
-    uint64_t offset;       /* byte offset of the frame */
+    const char *segment; /* segment file name (not a path) */
+    uint64_t offset;     /* byte offset of the frame */
 } lf_position;
 
 /* One record as the host hands it over. Sinks read its fields through
@@ -97,16 +97,46 @@ typedef struct lf_record {
     size_t len;
     int64_t event_time_ns;
     lf_position pos;
-    const void *internal;  /* host's decoded form; opaque to sinks */
+    const void *internal; /* host's decoded form; opaque to sinks */
 } lf_record;
 
 /* What became of one record of a batch, when deliver() answers
  * LF_DELIVER_PARTIAL. Zero (LF_REC_OK) means accepted. */
 typedef enum lf_rec_verdict {
     LF_REC_OK = 0,
-    LF_REC_RETRY = 1,     /* not accepted; send again later */
-    LF_REC_FAIL = 2,      /* refused for good; goes to dead letters */
+    LF_REC_RETRY = 1, /* not accepted; send again later */
+    LF_REC_FAIL = 2,  /* refused for good; goes to dead letters */
+    LF_REC_HOLD = 3,  /* taken, not yet at the destination: see below */
 } lf_rec_verdict;
+
+/* Holding records (LF_REC_HOLD, added in ABI 1).
+ *
+ * A sink that wants larger requests than one batch gives it (many
+ * destinations, each with a small share of every batch) may keep records
+ * back: it answers LF_REC_HOLD for them, keeps what it needs to send them
+ * (outside memory if it cares about its footprint; nothing of it needs to
+ * be durable) and later tells the host what became of each one with
+ * lf_host.settle. Until then the host neither offers a held record again
+ * nor moves its cursor past it, so a crash or a stop while records are
+ * held re-delivers them after the restart: at least once, as for any
+ * other record, and nothing the sink keeps needs to survive a crash.
+ *
+ * Only a sink whose table has poll (and a host whose lf_host has settle)
+ * may answer LF_REC_HOLD; a host treats HOLD from any other sink as
+ * LF_REC_RETRY. The host calls poll() while records are held, so a sink
+ * can send what it holds when no new records come; deliver() calls are
+ * chances to do so as well. flush() at a stop should send and settle what
+ * it can within a bounded time; what stays held is delivered again. */
+
+/* One held record's outcome, for lf_host.settle. */
+typedef struct lf_settled {
+    lf_position pos;        /* as deliver() saw it (the segment name may be
+                               the sink's own copy) */
+    const uint8_t *payload; /* its payload as deliver() saw it: kept as the
+                               dead letter (FAIL) or offered again (RETRY) */
+    size_t len;
+    uint8_t verdict; /* LF_REC_OK, LF_REC_RETRY or LF_REC_FAIL */
+} lf_settled;
 
 typedef struct lf_batch {
     const lf_record *records;
@@ -169,11 +199,11 @@ typedef struct lf_aws_header {
 } lf_aws_header;
 
 typedef struct lf_aws_request {
-    const char *method;  /* "POST", "PUT", ... */
-    const char *url;     /* absolute; path and query already
-                            percent-encoded; sent and signed as given */
-    const char *service; /* signing name: "logs", "s3" */
-    const char *region;  /* NULL: the identity's region */
+    const char *method;           /* "POST", "PUT", ... */
+    const char *url;              /* absolute; path and query already
+                                     percent-encoded; sent and signed as given */
+    const char *service;          /* signing name: "logs", "s3" */
+    const char *region;           /* NULL: the identity's region */
     const lf_aws_header *headers; /* besides Host and the signing headers */
     size_t n_headers;
     const void *body;
@@ -194,14 +224,14 @@ typedef enum lf_aws_class {
 
 typedef struct lf_aws_result {
     lf_aws_class cls;
-    long status;          /* HTTP status; 0 if no answer arrived */
-    const char *body;     /* NUL-terminated; owned by the host */
+    long status;      /* HTTP status; 0 if no answer arrived */
+    const char *body; /* NUL-terminated; owned by the host */
     size_t body_len;
-    char code[128];       /* AWS error code ("ThrottlingException") */
-    char message[512];    /* AWS message; never holds a secret */
+    char code[128];    /* AWS error code ("ThrottlingException") */
+    char message[512]; /* AWS message; never holds a secret */
     char request_id[128];
     uint32_t retry_after_ms;
-    void *priv;           /* host's; release with aws_result_free */
+    void *priv; /* host's; release with aws_result_free */
 } lf_aws_result;
 
 struct lf_host {
@@ -277,33 +307,47 @@ struct lf_host {
     /* spool.max_age in milliseconds (0: none). Data a sink stages on disk
      * (under instance_dir) must not stay longer than this either. */
     int64_t max_age_ms;
+
+    /* Settle records this instance answered LF_REC_HOLD in earlier
+     * deliver() calls (see "Holding records"). Call it only from inside
+     * deliver(), poll() or flush() of the instance, on the thread running
+     * them. v[0..n) in any order; `reason` (copied) goes with the FAIL
+     * ones, `retry_after_ms` with the RETRY ones (0: the host's backoff).
+     * OK and FAIL are always taken. RETRY ones are parked by the host and
+     * offered again later, from the payload given, unless the host's retry
+     * parking is full: then it takes none of this call's RETRY ones and
+     * returns -1, and the sink keeps them and settles them again later.
+     * Returns 0 otherwise. A position the host does not hold (settled
+     * twice, or its segment removed meanwhile) is ignored. */
+    int (*settle)(const lf_host *h, const lf_settled *v, size_t n,
+                  const char *reason, uint32_t retry_after_ms);
 };
 
 /* Whether host `h` lends member `m` (the table only grows at the end). */
-#define LF_HOST_HAS(h, m)                                                     \
+#define LF_HOST_HAS(h, m)                                                      \
     ((h)->struct_size >= offsetof(lf_host, m) + sizeof((h)->m) && (h)->m)
 
 /* ---- the module ------------------------------------------------------- */
 
 typedef struct lf_sink_ops {
-    uint32_t abi_version;  /* LF_SINK_ABI_VERSION the module was built with */
-    uint32_t struct_size;  /* sizeof(lf_sink_ops) the module was built with */
-    const char *name;      /* the type name, as in `type = "file"` */
+    uint32_t abi_version; /* LF_SINK_ABI_VERSION the module was built with */
+    uint32_t struct_size; /* sizeof(lf_sink_ops) the module was built with */
+    const char *name;     /* the type name, as in `type = "file"` */
     const char *description;
 
     const lf_conf_key *config_keys; /* table of n_config_keys keys */
     size_t n_config_keys;
 
     /* Batch limits the core applies before calling deliver(): */
-    uint32_t max_batch_records;  /* 0: host default */
-    uint32_t max_batch_bytes;    /* sum of payload lengths; 0: default */
+    uint32_t max_batch_records; /* 0: host default */
+    uint32_t max_batch_bytes;   /* sum of payload lengths; 0: default */
 
     /* Create an instance. `values` is parallel to config_keys and, like
        `host`, stays valid until destroy(). On success store the instance in
        *out and return 0; on failure return -1 and write a reason into err
        (errlen bytes, NUL-terminated). */
-    int (*create)(const lf_conf_value *values, const lf_host *host,
-                  void **out, char *err, size_t errlen);
+    int (*create)(const lf_conf_value *values, const lf_host *host, void **out,
+                  char *err, size_t errlen);
 
     /* Deliver a batch (ordered as in the spool). Blocking is allowed; the
        core calls deliver again only after this returns. */
@@ -327,15 +371,27 @@ typedef struct lf_sink_ops {
        error naming the sink before the agent runs. Return 0, or -1 with a
        reason in err. May be NULL. */
     int (*validate)(const lf_conf_value *values, char *err, size_t errlen);
+
+    /* For sinks that hold records (LF_REC_HOLD): called while the
+       instance holds any, when the time it asked for has come (and with
+       nothing else to do, at least every spool.rescan_interval), never
+       during deliver(). Send what is due and settle it. Returns the
+       milliseconds after which it wants the next call (0: at once once
+       the core has looked at the spool again), or -1 when it holds
+       nothing. May be NULL: the sink never holds. */
+    int64_t (*poll)(void *inst);
 } lf_sink_ops;
 
 typedef const lf_sink_ops *(*lf_sink_entry_fn)(void);
 
 /* Define the entry point: LF_SINK_MODULE(my_ops); */
-#define LF_SINK_MODULE(ops)                                                   \
-    __attribute__((visibility("default"))) const lf_sink_ops                 \
-        *logferry_sink_module(void);                                          \
-    const lf_sink_ops *logferry_sink_module(void) { return &(ops); }
+#define LF_SINK_MODULE(ops)                                                    \
+    __attribute__((visibility("default"))) const lf_sink_ops *                 \
+    logferry_sink_module(void);                                                \
+    const lf_sink_ops *logferry_sink_module(void)                              \
+    {                                                                          \
+        return &(ops);                                                         \
+    }
 
 #ifdef __cplusplus
 }
