@@ -12,7 +12,9 @@
  *                   handles: made on demand, bounded, evicted when idle
  *   cwl_api.c       the CloudWatch Logs calls and what their answers mean
  *   cwl_pool.c      the small fixed thread pool for parallel streams
- *   cwl_sink.c      config keys, create/deliver/destroy
+ *   cwl_hold.c      a stream's small share held in an unlinked file
+ *                   until it fills a request (LF_REC_HOLD, settle)
+ *   cwl_sink.c      config keys, create/deliver/poll/flush/destroy
  */
 #ifndef LOGFERRY_SINK_CWL_H
 #define LOGFERRY_SINK_CWL_H
@@ -101,7 +103,7 @@ typedef struct cwl_chunk {
     uint32_t start, end;
 } cwl_chunk;
 
-/* Sort ev[0..n) by timestamp, keeping batch order among equal ones. */
+/* Sort ev[0..n) by timestamp, keeping their order among equal ones. */
 void cwl_plan_sort(cwl_event *ev, size_t n);
 
 /* Split sorted ev[0..n) into requests that keep every PutLogEvents rule:
@@ -181,6 +183,44 @@ void cwl_pool_run(cwl_pool *p, void (*fn)(void *arg, size_t i), void *arg,
 /* Stop and join the threads; accepts NULL. */
 void cwl_pool_destroy(cwl_pool *p);
 
+/* ---- held streams (cwl_hold.c) ------------------------------------------ */
+
+/* One stream whose events wait in an unlinked temporary file for more of
+ * its kind (see cwl_hold.c). Only totals live in memory; the events are
+ * in the file, one cwl_hold_hdr each followed by the segment name (with
+ * its NUL), the message and the payload. */
+typedef struct cwl_held {
+    struct cwl_held *hnext; /* hash chain */
+    uint32_t hash;
+    int fd;            /* unlinked at creation: gone after any crash */
+    uint64_t fsize;    /* bytes written */
+    uint64_t cw_bytes; /* sum of (message + 26), as CloudWatch counts */
+    uint32_t n;        /* events */
+    int64_t since_ns;  /* host mono time the oldest event was held */
+    int64_t min_ts, max_ts;
+    uint64_t gen;       /* last run that looked at it */
+    uint8_t is_default; /* the default destination */
+    uint8_t tried;      /* flush(): attempted once already */
+    size_t klen;
+    char key[]; /* destination key, NUL-terminated */
+} cwl_held;
+
+/* The header of one held event in a file (native byte order: the file
+ * never outlives the process). */
+typedef struct cwl_hold_hdr {
+    int64_t ts_ms;
+    uint64_t offset; /* spool position */
+    uint32_t msg_len, pay_len, seg_len;
+    uint32_t pad;
+} cwl_hold_hdr;
+
+/* A held event read back for this run: where its header sits in
+ * cwl_sink.msgs and which destination of the run it belongs to. */
+typedef struct cwl_hrec {
+    size_t at;
+    uint32_t dest;
+} cwl_hrec;
+
 /* ---- the instance (cwl_sink.c) and its calls (cwl_api.c) -------------- */
 
 #define CWL_MAX_REASONS 16
@@ -205,6 +245,15 @@ typedef struct cwl_dest {
     size_t ch_start, ch_n;   /* its requests */
     uint32_t retry_after_ms; /* out */
     uint8_t is_default;      /* the default destination */
+    /* holding (cwl_hold.c) */
+    uint64_t cw_bytes;       /* of the batch's events */
+    int64_t min_ts, max_ts;  /* of the batch's events */
+    cwl_held *held;          /* its held stream, while it has one */
+    size_t hr_start, n_read; /* its events read back (in hrecs) */
+    int64_t read_since_ns;   /* since_ns of what was read back */
+    uint8_t plan;            /* enum in cwl_hold.c */
+    uint8_t keep_tail;       /* a last request under min_request_bytes
+                                is held again instead of sent */
 } cwl_dest;
 
 typedef struct cwl_sink {
@@ -222,8 +271,10 @@ typedef struct cwl_sink {
     char *tags_json; /* {"k":"v",...} or NULL */
     const char *group_class;
     int emf;
-    char *emf_mid; /* from ,"CloudWatchMetrics" up to "ModelId": */
-    int64_t flush_ns;
+    char *emf_mid;    /* from ,"CloudWatchMetrics" up to "ModelId": */
+    int64_t hold_ns;  /* longest a record is held */
+    uint64_t min_req; /* min_request_bytes; 0: never hold */
+    size_t max_held;  /* max_held_streams */
     unsigned concurrency;
     int truncate_oversize;
     int drop_out_of_range;
@@ -235,11 +286,25 @@ typedef struct cwl_sink {
     cwl_state state;
     pthread_mutex_t lock;    /* entry fields, reasons, bodies */
     pthread_cond_t group_cv; /* a group finished preparing */
-    int64_t last_send_ns;    /* mono time of the last deliver() sent */
     uint64_t deliveries;
+
+    /* held streams (cwl_hold.c); touched by the calling thread only */
+    int hold_on;       /* min_req, hold_ns, host settle, instance_dir */
+    cwl_held **hslots; /* hash table of held streams */
+    size_t n_hslots, n_held;
+    uint64_t gen;    /* bumped per run */
+    int hold_more;   /* due work left for the next call (budget) */
+    cwl_hrec *hrecs; /* read back in this run */
+    size_t n_hrecs, cap_hrecs;
+    lf_settled *settled; /* cap_settled each */
+    size_t *retry_idx;
+    size_t cap_settled;
+    sbuf wbuf; /* one write() per stream */
 
     /* per deliver(): reused between calls */
     lf_batch *batch;
+    size_t n_recs; /* batch records, then read-back ones: verdict index */
+    uint8_t *verd; /* verdict per n_recs */
     int64_t now_ms;
     sbuf msgs;  /* rendered messages */
     sbuf keys;  /* destination keys */
@@ -248,7 +313,8 @@ typedef struct cwl_sink {
     size_t n_dests, cap_dests;
     uint32_t *dslots; /* open-addressing index into dests */
     size_t n_dslots;
-    cwl_event *events; /* grouped by destination */
+    cwl_event *events;  /* grouped by destination */
+    cwl_event *events2; /* the same laid out again (cwl_hold.c) */
     uint32_t *rec_dest;
     uint8_t *rec_reason; /* index into reasons, for LF_REC_FAIL */
     cwl_event *rec_ev;   /* per record, before grouping */
@@ -261,6 +327,42 @@ typedef struct cwl_sink {
     uint8_t *body_busy;
     char fail_reason[1024];
 } cwl_sink;
+
+/* Room for n records (batch and read back) in the per-record arrays;
+ * contents kept. Returns 0 or -1 (out of memory). */
+int cwl_grow_records(cwl_sink *s, size_t n);
+
+/* Index of the destination with this key in this run, added if new; -1
+ * when out of memory. May move s->dests. */
+long cwl_dest_index(cwl_sink *s, const char *key, size_t klen, int is_def);
+
+/* Hold-aware planning of one run (deliver, poll or flush), between
+ * grouping and naming the destinations: decides per destination whether
+ * its events wait (written to its file, verdict LF_REC_HOLD), or go now
+ * merged after what it held (read back into msgs, within a budget).
+ * `flush`: every held stream not tried yet is sent. Returns 0, or -1 when
+ * out of memory (nothing held was lost: the files are untouched). */
+int cwl_hold_plan(cwl_sink *s, int flush);
+
+/* After splitting: hold the last request of a destination with keep_tail
+ * when it is under min_request_bytes. */
+void cwl_hold_tails(cwl_sink *s);
+
+/* After sending: settle what was read back (one host->settle call per
+ * verdict and reason), hold again what the host could not park, close
+ * emptied files. */
+void cwl_hold_settle(cwl_sink *s);
+
+/* A flush starts: every held stream gets its one attempt. */
+void cwl_hold_untry(cwl_sink *s);
+
+/* Milliseconds until a held stream is due: 0 if due work is left, -1
+ * when nothing is held. */
+int64_t cwl_hold_next_ms(cwl_sink *s);
+
+/* Close and free every held stream (their records are delivered again
+ * by the host after a restart). Accepts a sink without any. */
+void cwl_hold_free(cwl_sink *s);
 
 /* Refuse record `rec` for good with `reason` (copied; deduplicated). Any
  * thread. */

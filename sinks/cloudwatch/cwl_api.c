@@ -80,7 +80,7 @@ void cwl_fail_record(cwl_sink *s, uint32_t rec, const char *reason)
         s->other_refusals++;
         s->rec_reason[rec] = UINT8_MAX;
     }
-    s->batch->verdict[rec] = LF_REC_FAIL;
+    s->verd[rec] = LF_REC_FAIL;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -94,7 +94,7 @@ static void mark(ctx *c, size_t lo, size_t hi, lf_rec_verdict v,
         if (v == LF_REC_FAIL)
             cwl_fail_record(c->s, c->ev[j].rec, reason);
         else
-            c->s->batch->verdict[c->ev[j].rec] = (uint8_t)v;
+            c->s->verd[c->ev[j].rec] = (uint8_t)v;
     }
 }
 

@@ -15,15 +15,16 @@
 
 #include "cwl.h"
 
+/* By time only: equal times keep their order in the array, which is
+ * spool order (held events first, then the batch's), not `rec` order. */
 static int ev_before(const cwl_event *a, const cwl_event *b)
 {
-    return a->ts_ms < b->ts_ms || (a->ts_ms == b->ts_ms && a->rec < b->rec);
+    return a->ts_ms < b->ts_ms;
 }
 
-/* Insertion sort for short runs, merge sort above: stable, O(n log n),
- * and nearly sorted input (the common case: the spool is in time order
- * per writer) costs little. The tie-break on `rec` makes it stable even
- * through qsort-like reorderings. */
+/* Insertion sort for short runs, merge sort above: stable (a merge takes
+ * from the left half on ties), O(n log n), and nearly sorted input (the
+ * common case: the spool is in time order per writer) costs little. */
 static void sort_range(cwl_event *ev, cwl_event *tmp, size_t n)
 {
     if (n <= 24) {

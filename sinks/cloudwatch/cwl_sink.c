@@ -12,6 +12,12 @@
  * tenant's throttling or AccessDenied never blocks, loses or duplicates
  * another's records.
  *
+ * A core batch mixes many streams, so each stream's share of it is small;
+ * rather than send small requests, a share under min_request_bytes is
+ * held (LF_REC_HOLD) in a file until the stream has enough or its time is
+ * up (cwl_hold.c), and settled with host->settle once sent. poll() and
+ * flush() send what is due without a new batch.
+ *
  * Credentials and signing belong to the host (lf_host.aws_*): this module
  * names an identity (role ARN, ExternalId, session name) and gets an
  * opaque handle; it never sees a key.
@@ -27,11 +33,13 @@
 
 #include "cwl.h"
 
-/* What the core puts in one batch by default: enough that a backlog fills
- * ~1 MB requests for a handful of busy streams, small enough to keep the
- * agent's memory low (records, their JSON and request bodies). */
-#define CWL_BATCH_RECORDS 10000u
-#define CWL_BATCH_BYTES (4u * 1024u * 1024u)
+/* What the core puts in one batch by default. Request size no longer
+ * depends on it (small shares are held until they fill a request), so it
+ * is small enough for the core's read-ahead (<= 4096 records: two
+ * batches in memory) and to keep the agent's memory low (records, their
+ * JSON, what is read back and request bodies). */
+#define CWL_BATCH_RECORDS 4096u
+#define CWL_BATCH_BYTES (2u * 1024u * 1024u)
 /* The rendered messages of one batch are kept until it is answered. */
 #define CWL_MSGS_MAX ((size_t)1 << 30)
 /* A PutLogEvents body: messages escaped (at most twice their size, as
@@ -69,6 +77,8 @@ enum {
     K_OUT_OF_RANGE,
     K_STATE_MAX,
     K_STATE_IDLE,
+    K_MIN_REQUEST,
+    K_MAX_HELD,
     K_COUNT
 };
 
@@ -140,9 +150,9 @@ static const lf_conf_key cwl_keys[K_COUNT] = {
     [K_EMF_NS] = {"emf_namespace", LF_CONF_STRING, 0, "logferry", 1, 255, NULL,
                   "CloudWatch metric namespace for format = \"emf\"."},
     [K_FLUSH] = {"flush_interval", LF_CONF_DURATION, 0, "1s", 0, 10000, NULL,
-                 "A batch under half the default size waits until this long "
-                 "after the previous send, so trickling records make fewer, "
-                 "larger requests; 0 sends at once."},
+                 "Longest a record is held back to fill a larger request "
+                 "(never over half of spool.max_age); 0 sends every batch "
+                 "at once."},
     [K_CONCURRENCY] = {"concurrency", LF_CONF_INT, 0, "4", 1, 64, NULL,
                        "Log streams sent to in parallel within one batch."},
     [K_OVERSIZE] = {"oversize", LF_CONF_ENUM, 0, "truncate", 0, 0, oversizes,
@@ -160,6 +170,15 @@ static const lf_conf_key cwl_keys[K_COUNT] = {
                       30LL * 24 * 3600 * 1000, NULL,
                       "Forget a destination (and release its credentials) "
                       "after this long unused."},
+    [K_MIN_REQUEST] = {"min_request_bytes", LF_CONF_SIZE, 0, "900KB", 0,
+                       CWL_MAX_REQUEST_BYTES, NULL,
+                       "A stream's events that make less than this "
+                       "(as CloudWatch counts: message bytes + 26 each) wait "
+                       "in a temporary file in the sink's directory for "
+                       "more, up to flush_interval; 0 never holds."},
+    [K_MAX_HELD] = {"max_held_streams", LF_CONF_INT, 0, "256", 1, 65536, NULL,
+                    "Streams holding events at once (one open file each); "
+                    "past it the one held longest is sent early."},
 };
 
 static const int retention_allowed[] = {
@@ -196,10 +215,18 @@ static void cwl_destroy(void *inst)
     free(s->dests);
     free(s->dslots);
     free(s->events);
+    free(s->events2);
     free(s->rec_dest);
     free(s->rec_reason);
     free(s->rec_ev);
     free(s->chunks);
+    free(s->verd);
+    cwl_hold_free(s);
+    free(s->hslots);
+    free(s->hrecs);
+    free(s->settled);
+    free(s->retry_idx);
+    sbuf_free(&s->wbuf);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->group_cv);
     free(s);
@@ -414,7 +441,9 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
     s->emf = v[K_FORMAT].i == 1;
     if (s->emf && make_emf(s, v[K_EMF_NS].s ? v[K_EMF_NS].s : "logferry"))
         goto oom;
-    s->flush_ns = v[K_FLUSH].i * MS_NS;
+    s->hold_ns = v[K_FLUSH].i * MS_NS;
+    s->min_req = (uint64_t)v[K_MIN_REQUEST].i;
+    s->max_held = (size_t)v[K_MAX_HELD].i;
     s->concurrency = (unsigned)v[K_CONCURRENCY].i;
     s->truncate_oversize = v[K_OVERSIZE].i == 0;
     s->drop_out_of_range = v[K_OUT_OF_RANGE].i == 1;
@@ -433,6 +462,19 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
         s->bodies[i].max = CWL_BODY_MAX;
     if (cwl_state_init(&s->state, host, (size_t)v[K_STATE_MAX].i) != 0)
         goto oom;
+    /* Holding needs a host that settles and a directory for the files;
+       retention: nothing waits longer than half of spool.max_age. */
+    if (host->max_age_ms > 0 && s->hold_ns > host->max_age_ms / 2 * MS_NS)
+        s->hold_ns = host->max_age_ms / 2 * MS_NS;
+    s->hold_on = s->min_req > 0 && s->hold_ns > 0 &&
+                 LF_HOST_HAS(host, settle) && host->instance_dir;
+    if (s->hold_on) {
+        s->n_hslots = 64;
+        while (s->n_hslots < 2 * s->max_held)
+            s->n_hslots *= 2;
+        if (!(s->hslots = calloc(s->n_hslots, sizeof *s->hslots)))
+            goto oom;
+    }
     char perr[256];
     if (!(s->pool = cwl_pool_create(s->concurrency, perr, sizeof perr))) {
         snprintf(err, errlen, "%s", perr);
@@ -440,11 +482,12 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
     }
     host->log(host, LF_LOG_INFO,
               "CloudWatch Logs at %s, region %s, log group %s, stream %s, "
-              "role %s, format %s, %u in parallel",
+              "role %s, format %s, %u in parallel, %s",
               s->url, s->region, lf_tmpl_text(s->t_group),
               lf_tmpl_text(s->t_stream),
               s->t_role ? lf_tmpl_text(s->t_role) : "(own credentials)",
-              s->emf ? "emf" : "json", s->concurrency);
+              s->emf ? "emf" : "json", s->concurrency,
+              s->hold_on ? "holding small shares" : "never holding");
     *out = s;
     return 0;
 
@@ -469,7 +512,7 @@ static int cwl_validate(const lf_conf_value *v, char *err, size_t errlen)
 
 /* ---- deliver: routing ---------------------------------------------------- */
 
-static int grow_records(cwl_sink *s, size_t n)
+int cwl_grow_records(cwl_sink *s, size_t n)
 {
     if (n <= s->cap_recs)
         return 0;
@@ -482,10 +525,12 @@ static int grow_records(cwl_sink *s, size_t n)
         return -1;                                                             \
     s->f = p;
     GROW(events)
+    GROW(events2)
     GROW(rec_dest)
     GROW(rec_reason)
     GROW(rec_ev)
     GROW(chunks)
+    GROW(verd)
 #undef GROW
     s->cap_recs = c;
     return 0;
@@ -521,7 +566,7 @@ static int dslots_grow(cwl_sink *s)
 
 /* Index of the destination with this key in this deliver(), added if
  * new; -1 when out of memory. */
-static long dest_index(cwl_sink *s, const char *key, size_t klen, int is_def)
+long cwl_dest_index(cwl_sink *s, const char *key, size_t klen, int is_def)
 {
     uint32_t h = hash_key(key, klen);
     if ((s->n_dests + 1) * 2 > s->n_dslots && dslots_grow(s) != 0)
@@ -777,26 +822,6 @@ oversize:
 
 /* ---- deliver ---------------------------------------------------------- */
 
-/* flush_interval: a small batch (the spool is drained) waits so that
- * trickling records are sent about once per interval, not one by one. */
-static void pace(cwl_sink *s, const lf_batch *b)
-{
-    if (!s->flush_ns || !s->last_send_ns)
-        return;
-    size_t bytes = 0;
-    for (size_t i = 0; i < b->count; i++)
-        bytes += b->records[i].len;
-    if (b->count >= CWL_BATCH_RECORDS / 2 || bytes >= CWL_BATCH_BYTES / 2)
-        return;
-    int64_t wait = s->last_send_ns + s->flush_ns - s->host->mono_ns(s->host);
-    if (wait <= 0)
-        return;
-    struct timespec ts = {(time_t)(wait / 1000000000LL),
-                          (long)(wait % 1000000000LL)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Floor division: an event at -1 ns is at -1 ms. */
 static int64_t ns_to_ms(int64_t ns)
 {
@@ -857,8 +882,7 @@ static void attach_state(cwl_sink *s, int64_t mono)
             continue;
         if (strcmp(why, "out of memory") == 0) {
             for (size_t j = 0; j < d->ev_n; j++)
-                s->batch->verdict[s->events[d->ev_start + j].rec] =
-                    LF_REC_RETRY;
+                s->verd[s->events[d->ev_start + j].rec] = LF_REC_RETRY;
         } else {
             for (size_t j = 0; j < d->ev_n; j++)
                 cwl_fail_record(s, s->events[d->ev_start + j].rec, why);
@@ -867,14 +891,19 @@ static void attach_state(cwl_sink *s, int64_t mono)
     }
 }
 
+/* The batch's answer from the verdicts of its records (the first
+ * b->count of s->verd), copied into b->verdict. */
 static lf_deliver_status answer(cwl_sink *s, lf_batch *b)
 {
-    size_t n_ok = 0, n_retry = 0, n_fail = 0;
+    size_t n_ok = 0, n_retry = 0, n_fail = 0, n_hold = 0;
+    memcpy(b->verdict, s->verd, b->count);
     for (size_t i = 0; i < b->count; i++) {
         if (b->verdict[i] == LF_REC_OK)
             n_ok++;
         else if (b->verdict[i] == LF_REC_RETRY)
             n_retry++;
+        else if (b->verdict[i] == LF_REC_HOLD)
+            n_hold++;
         else
             n_fail++;
     }
@@ -905,6 +934,8 @@ static lf_deliver_status answer(cwl_sink *s, lf_batch *b)
         }
         b->fail_reason = s->fail_reason;
     }
+    if (n_hold)
+        return LF_DELIVER_PARTIAL;
     if (n_fail == 0 && n_retry == 0)
         return LF_DELIVER_OK;
     if (n_retry == b->count)
@@ -914,16 +945,18 @@ static lf_deliver_status answer(cwl_sink *s, lf_batch *b)
     return LF_DELIVER_PARTIAL;
 }
 
-static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
+/* One run: the batch `b` (count 0 from poll() and flush()) and whatever
+ * held streams are due, routed, grouped, held or sent, and settled.
+ * Returns the batch's answer (verdicts in b->verdict). */
+static lf_deliver_status run(cwl_sink *s, lf_batch *b, int flush)
 {
-    cwl_sink *s = inst;
     const lf_host *h = s->host;
-    if (b->count == 0)
-        return LF_DELIVER_OK;
-    pace(s, b);
-    if (grow_records(s, b->count) != 0)
+    if (cwl_grow_records(s, b->count ? b->count : 1) != 0)
         return LF_DELIVER_RETRY;
     s->batch = b;
+    s->n_recs = b->count;
+    memset(s->verd, 0, b->count);
+    s->n_hrecs = 0;
     s->msgs.len = s->keys.len = 0;
     s->n_dests = 0;
     s->n_reasons = 0;
@@ -978,14 +1011,20 @@ static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
             cwl_fail_record(s, (uint32_t)i, why);
             continue;
         }
-        long d = rc == 0 ? dest_index(s, kb, (size_t)kl, def) : -1;
+        long d = rc == 0 ? cwl_dest_index(s, kb, (size_t)kl, def) : -1;
         if (d < 0) {
-            b->verdict[i] = LF_REC_RETRY; /* out of memory: next time */
+            s->verd[i] = LF_REC_RETRY; /* out of memory: next time */
             continue;
         }
         s->rec_dest[i] = (uint32_t)d;
         s->rec_ev[i] = (cwl_event){ts, (uint32_t)i, len, off};
-        s->dests[d].ev_n++;
+        cwl_dest *dd = &s->dests[d];
+        if (dd->ev_n == 0 || ts < dd->min_ts)
+            dd->min_ts = ts;
+        if (dd->ev_n == 0 || ts > dd->max_ts)
+            dd->max_ts = ts;
+        dd->ev_n++;
+        dd->cw_bytes += len + CWL_EVENT_OVERHEAD;
     }
     if (unroutable)
         h->counter_add(h, "records_unroutable", unroutable);
@@ -1010,9 +1049,20 @@ static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
         cwl_dest *dd = &s->dests[d];
         s->events[dd->ev_start + dd->ev_n++] = s->rec_ev[i];
     }
-    if (name_dests(s) != 0) {
+    /* A failed plan changed nothing; past it, held records were read
+       back and must be settled whatever happens. */
+    if (s->hold_on && cwl_hold_plan(s, flush) != 0) {
         cwl_state_sweep(&s->state, mono, s->idle_ns);
         return LF_DELIVER_RETRY;
+    }
+    if (name_dests(s) != 0) {
+        for (size_t i = 0; i < s->n_recs; i++)
+            if (s->verd[i] == LF_REC_OK)
+                s->verd[i] = LF_REC_RETRY;
+        if (s->hold_on)
+            cwl_hold_settle(s);
+        cwl_state_sweep(&s->state, mono, s->idle_ns);
+        return answer(s, b);
     }
     attach_state(s, mono);
 
@@ -1028,14 +1078,58 @@ static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
         nch += dd->ch_n;
     }
 
+    if (s->hold_on)
+        cwl_hold_tails(s);
+
     cwl_pool_run(s->pool, cwl_send_dest, s, s->n_dests);
-    s->last_send_ns = h->mono_ns(h);
     s->deliveries++;
+    if (s->hold_on)
+        cwl_hold_settle(s);
 
     size_t evicted = cwl_state_sweep(&s->state, h->mono_ns(h), s->idle_ns);
     if (evicted)
         h->counter_add(h, "state_evicted", evicted);
     return answer(s, b);
+}
+
+static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
+{
+    cwl_sink *s = inst;
+    if (b->count == 0)
+        return LF_DELIVER_OK;
+    return run(s, b, 0);
+}
+
+/* Send what is due of the held streams (no new records). */
+static int64_t cwl_poll(void *inst)
+{
+    cwl_sink *s = inst;
+    if (!s->hold_on || s->n_held == 0)
+        return -1;
+    uint8_t none;
+    lf_batch empty = {.verdict = &none};
+    run(s, &empty, 0);
+    return cwl_hold_next_ms(s);
+}
+
+/* At a stop: every held stream gets one attempt; the read-back budget
+ * may need several runs for that. What stays held is delivered again
+ * by the core after the restart. */
+static int cwl_flush(void *inst)
+{
+    cwl_sink *s = inst;
+    if (!s->hold_on)
+        return 0;
+    size_t rounds = s->n_held + 1;
+    cwl_hold_untry(s);
+    uint8_t none;
+    lf_batch empty = {.verdict = &none};
+    for (size_t i = 0; i < rounds && s->n_held; i++) {
+        run(s, &empty, 1);
+        if (!s->hold_more)
+            break;
+    }
+    return s->n_held ? -1 : 0;
 }
 
 static const lf_sink_ops ops = {
@@ -1051,9 +1145,10 @@ static const lf_sink_ops ops = {
     .max_batch_bytes = CWL_BATCH_BYTES,
     .create = cwl_create,
     .deliver = cwl_deliver,
-    .flush = NULL,
+    .flush = cwl_flush,
     .destroy = cwl_destroy,
     .validate = cwl_validate,
+    .poll = cwl_poll,
 };
 
 LF_SINK_MODULE(ops)

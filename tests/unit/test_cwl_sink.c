@@ -33,6 +33,7 @@
 #include "record_json.h"
 
 #include "../../sinks/cloudwatch/cwl_api.c"
+#include "../../sinks/cloudwatch/cwl_hold.c"
 #include "../../sinks/cloudwatch/cwl_json.c"
 #include "../../sinks/cloudwatch/cwl_plan.c"
 #include "../../sinks/cloudwatch/cwl_pool.c"
@@ -40,6 +41,7 @@
 #include "../../sinks/cloudwatch/cwl_state.c"
 #include "../../sinks/cloudwatch/cwl_template.c"
 #include "../../sinks/shared/awsname.c"
+#include "../../sinks/shared/fdio.c"
 #include "../../sinks/shared/sbuf.c"
 #include "../../sinks/shared/tmpl.c"
 
@@ -121,6 +123,21 @@ typedef struct fake {
     int64_t reject_old_before_ms; /* rejectedLogEventsInfo tooOld */
     int refuse_acquire;           /* aws_creds_acquire fails for roles */
     int creds_refused_left;       /* LF_AWS_AUTH CredentialsRefused */
+
+    /* holding: what settle() was given, and its answer to RETRY */
+    int64_t mono_skew_ns; /* added to the monotonic clock */
+    struct settled_rec {
+        uint64_t offset;
+        uint8_t verdict;
+        char reason[128];
+    } * settled;
+    size_t n_settled, cap_settled;
+    unsigned settle_calls;
+    uint32_t settle_retry_after;
+    int refuse_retry;      /* settle answers -1 to RETRY ones */
+    uint64_t put_cw[4096]; /* CloudWatch bytes of each accepted request */
+    size_t n_puts;
+    char dir[256]; /* instance_dir */
 } fake;
 
 enum { OP_PUT, OP_CGROUP, OP_CSTREAM, OP_DESCRIBE, OP_RETENTION, OP_OTHER };
@@ -205,10 +222,45 @@ static int64_t fk_now(const lf_host *h)
 
 static int64_t fk_mono(const lf_host *h)
 {
-    (void)h;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + F(h)->mono_skew_ns;
+}
+
+/* Records what it is given; refuses RETRY ones when asked to, as a core
+ * whose retry parking is full does. */
+static int fk_settle(const lf_host *h, const lf_settled *v, size_t n,
+                     const char *reason, uint32_t retry_after_ms)
+{
+    fake *f = F(h);
+    ck_assert_uint_gt(n, 0);
+    int retry = v[0].verdict == LF_REC_RETRY;
+    for (size_t i = 0; i < n; i++) {
+        /* one verdict kind per call */
+        ck_assert_uint_eq(v[i].verdict, v[0].verdict);
+        ck_assert_str_eq(v[i].pos.segment, "seg.lfs");
+        /* the payload as deliver() saw it: the record id */
+        ck_assert_uint_eq(v[i].len, 16);
+        ck_assert_uint_eq(v[i].payload[8], (uint8_t)(v[i].pos.offset + 8));
+    }
+    f->settle_calls++;
+    if (retry && f->refuse_retry)
+        return -1;
+    if (retry)
+        f->settle_retry_after = retry_after_ms;
+    for (size_t i = 0; i < n; i++) {
+        if (f->n_settled == f->cap_settled) {
+            f->cap_settled = f->cap_settled ? 2 * f->cap_settled : 256;
+            f->settled =
+                realloc(f->settled, f->cap_settled * sizeof *f->settled);
+            ck_assert_ptr_nonnull(f->settled);
+        }
+        struct settled_rec *r = &f->settled[f->n_settled++];
+        r->offset = v[i].pos.offset;
+        r->verdict = v[i].verdict;
+        snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+    }
+    return 0;
 }
 
 static lf_aws_creds *fk_acquire(const lf_host *h, const lf_aws_identity *id,
@@ -383,6 +435,11 @@ static lf_aws_class put_events(fake *f, fcreds *c, json_t *req,
         return error_answer(out, "ResourceNotFoundException",
                             "The specified log stream does not exist.");
     size_t n = json_array_size(events);
+    uint64_t cw = 0;
+    for (size_t i = 0; i < n; i++)
+        cw += json_string_length(
+                  json_object_get(json_array_get(events, i), "message")) +
+              26;
     if (f->poison)
         for (size_t i = 0; i < n; i++) {
             const char *m = json_string_value(
@@ -411,6 +468,8 @@ static lf_aws_class put_events(fake *f, fcreds *c, json_t *req,
         memcpy(st->ev[st->n].msg, json_string_value(m), st->ev[st->n].len + 1);
         st->n++;
     }
+    if (f->n_puts < 4096)
+        f->put_cw[f->n_puts++] = cw;
     char body[256];
     if (last_old >= 0)
         snprintf(body, sizeof body,
@@ -629,6 +688,7 @@ static void fake_free(fake *f)
         free(f->streams[i].ev);
     }
     free(f->streams);
+    free(f->settled);
     free(f->log);
     pthread_mutex_destroy(&f->lock);
     free(f);
@@ -660,6 +720,7 @@ static rec_t *add_rec(recs *rs, const char *tenant, const char *account,
         ck_assert(rs->r && rs->lr && rs->ids);
         for (size_t i = 0; i < rs->n; i++) {
             rs->lr[i].internal = &rs->r[i];
+            rs->lr[i].payload = rs->ids[i];
             rs->r[i].record_id.data = rs->ids[i];
         }
     }
@@ -684,8 +745,8 @@ static rec_t *add_rec(recs *rs, const char *tenant, const char *account,
     r->prompt_text = dupz(prompt ? prompt : p);
     lf_record *lr = &rs->lr[i];
     memset(lr, 0, sizeof *lr);
-    lr->payload = (const uint8_t *)"x";
-    lr->len = 300;
+    lr->payload = rs->ids[i]; /* unique per record: settle checks it */
+    lr->len = 16;
     lr->event_time_ns = ts_ns;
     lr->pos.segment = "seg.lfs";
     lr->pos.offset = i;
@@ -824,10 +885,20 @@ typedef struct sut {
     uint32_t retry_after_ms;
 } sut;
 
-static sut *sut_new(const kv *set)
+/* With `hold`, the fake host settles and lends an instance_dir (a fresh
+ * directory under $TMPDIR), so the sink may hold records. */
+static sut *sut_make(const kv *set, int hold)
 {
     sut *t = calloc(1, sizeof *t);
     t->f = fake_new();
+    if (hold) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(t->f->dir, sizeof t->f->dir, "%s/cwl-hold-test-XXXXXX",
+                 tmp && *tmp ? tmp : "/tmp");
+        ck_assert_ptr_nonnull(mkdtemp(t->f->dir));
+        t->f->pub.instance_dir = t->f->dir;
+        t->f->pub.settle = fk_settle;
+    }
     t->v = conf_of(set);
     char err[512] = "";
     const lf_sink_ops *o = logferry_sink_module();
@@ -836,9 +907,31 @@ static sut *sut_new(const kv *set)
     return t;
 }
 
+static sut *sut_new(const kv *set)
+{
+    return sut_make(set, 0);
+}
+
+/* Entries in a directory besides . and .. */
+static size_t dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
 static void sut_free(sut *t)
 {
     logferry_sink_module()->destroy(t->inst);
+    if (t->f->dir[0]) {
+        /* held files are unlinked when made: nothing is ever left */
+        ck_assert_uint_eq(dir_entries(t->f->dir), 0);
+        rmdir(t->f->dir);
+    }
     /* every credentials handle acquired was released */
     ck_assert_uint_eq(t->f->live_creds, 0);
     fake_free(t->f);
@@ -1878,6 +1971,319 @@ START_TEST(test_emf_output_valid)
 }
 END_TEST
 
+/* ---- holding small shares (LF_REC_HOLD, settle, poll, flush) ----------- */
+
+static int64_t sut_poll(sut *t)
+{
+    int64_t ms = logferry_sink_module()->poll(t->inst);
+    fake_scratch_reset(t->f);
+    return ms;
+}
+
+static cwl_sink *S(sut *t)
+{
+    return t->inst;
+}
+
+/* Count how each record of rs ended: OK in a deliver() answer (`got`
+ * marks them, from `from`) or settled OK later; never both, never twice. */
+static void mark_ok(uint8_t *got, const sut *t, size_t from, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t->verdict[i] == LF_REC_OK) {
+            ck_assert_uint_eq(got[from + i], 0);
+            got[from + i] = 1;
+        }
+}
+
+static void mark_settled(uint8_t *got, const fake *f, size_t *seen)
+{
+    for (; *seen < f->n_settled; (*seen)++) {
+        const struct settled_rec *r = &f->settled[*seen];
+        if (r->verdict != LF_REC_OK)
+            continue;
+        ck_assert_msg(got[r->offset] == 0, "record %llu settled twice",
+                      (unsigned long long)r->offset);
+        got[r->offset] = 1;
+    }
+}
+
+START_TEST(test_hold_small_shares_fill_requests)
+{
+    sut *t = sut_make((const kv[]){{"flush_interval", "10s"},
+                                   {"min_request_bytes", "20000"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    int tenants = 5, per = 10, batches = 12;
+    size_t bn = (size_t)tenants * per, total = bn * (size_t)batches;
+    for (size_t i = 0; i < total; i++) {
+        char ten[32];
+        snprintf(ten, sizeof ten, "tenant-%zu", i % (size_t)tenants);
+        add_rec(&rs, ten, acct_of((int)(i % (size_t)tenants)),
+                NOW_NS - (int64_t)(total - i) * MS, NULL);
+    }
+    uint8_t *got = calloc(total, 1);
+    size_t seen = 0;
+    for (int b = 0; b < batches; b++) {
+        lf_deliver_status st = sut_deliver(t, &rs, (size_t)b * bn, bn);
+        ck_assert(st == LF_DELIVER_PARTIAL || st == LF_DELIVER_OK);
+        ck_assert_uint_eq(count_verdict(t, bn, LF_REC_RETRY), 0);
+        ck_assert_uint_eq(count_verdict(t, bn, LF_REC_FAIL), 0);
+        if (b == 0) {
+            /* every share is small: all held, nothing sent, and the
+               files are already unlinked */
+            ck_assert_uint_eq(count_verdict(t, bn, LF_REC_HOLD), bn);
+            ck_assert_uint_eq(t->f->calls[OP_PUT], 0);
+            ck_assert_uint_eq(S(t)->n_held, (size_t)tenants);
+            ck_assert_uint_eq(dir_entries(t->f->dir), 0);
+        }
+        mark_ok(got, t, (size_t)b * bn, bn);
+        mark_settled(got, t->f, &seen);
+    }
+    ck_assert_uint_gt(t->f->n_puts, 0);
+    /* every request sent while backlogged fills min_request_bytes */
+    for (size_t i = 0; i < t->f->n_puts; i++)
+        ck_assert_uint_ge(t->f->put_cw[i], 20000);
+    ck_assert_uint_gt(counter(t->f, "events_held"), 0);
+    /* a stop sends the rest */
+    ck_assert_int_eq(logferry_sink_module()->flush(t->inst), 0);
+    ck_assert_uint_eq(S(t)->n_held, 0);
+    mark_settled(got, t->f, &seen);
+    for (size_t i = 0; i < total; i++)
+        ck_assert_msg(got[i], "record %zu never delivered", i);
+    size_t n = 0;
+    for (int tn = 0; tn < tenants; tn++) {
+        char g[64], ten[32];
+        snprintf(ten, sizeof ten, "tenant-%d", tn);
+        snprintf(g, sizeof g, "/llm/%s", ten);
+        n += check_stream(t->f, acct_of(tn), g, "chat", ten);
+    }
+    ck_assert_uint_eq(n, total); /* none twice */
+    ck_assert_uint_eq(t->f->violations, 0);
+    ck_assert_int_eq(sut_poll(t), -1);
+    free(got);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_hold_merge_keeps_order_and_limits)
+{
+    /* One stream, the largest min_request_bytes, ~2 KB events, many with
+       equal timestamps across batches: merged requests keep every limit
+       and spool order among equal times (held events first). */
+    sut *t = sut_make((const kv[]){{"flush_interval", "10s"},
+                                   {"min_request_bytes", "1048576"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    size_t total = 3000, bn = 100;
+    char *big = malloc(2100);
+    for (size_t i = 0; i < total; i++) {
+        snprintf(big, 2100, "prompt %zu %01900d", i, 0);
+        add_rec(&rs, "solo", acct_of(0),
+                NOW_NS - (int64_t)(total - i) / 70 * MS, big);
+    }
+    free(big);
+    uint8_t *got = calloc(total, 1);
+    size_t seen = 0;
+    for (size_t b = 0; b < total / bn; b++) {
+        sut_deliver(t, &rs, b * bn, bn);
+        ck_assert_uint_eq(count_verdict(t, bn, LF_REC_RETRY), 0);
+        mark_ok(got, t, b * bn, bn);
+        mark_settled(got, t->f, &seen);
+        ck_assert_uint_le(S(t)->n_held, 1);
+    }
+    for (size_t i = 0; i < t->f->n_puts; i++)
+        ck_assert_uint_ge(t->f->put_cw[i], 1000000);
+    ck_assert_int_eq(logferry_sink_module()->flush(t->inst), 0);
+    mark_settled(got, t->f, &seen);
+    for (size_t i = 0; i < total; i++)
+        ck_assert_msg(got[i], "record %zu never delivered", i);
+    ck_assert_uint_eq(
+        check_stream(t->f, acct_of(0), "/llm/solo", "chat", "solo"), total);
+    fstream *st = find_stream(t->f, acct_of(0), "/llm/solo", "chat");
+    long prev = -1;
+    for (size_t i = 0; i < st->n; i++) {
+        const char *p = strstr(st->ev[i].msg, "prompt ");
+        ck_assert_ptr_nonnull(p);
+        long k = strtol(p + 7, NULL, 10);
+        ck_assert_int_gt(k, prev); /* spool order */
+        prev = k;
+    }
+    ck_assert_uint_eq(t->f->violations, 0);
+    free(got);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_hold_poll_due_and_retry_refused)
+{
+    sut *t = sut_make((const kv[]){{"flush_interval", "1s"},
+                                   {"min_request_bytes", "100000"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    for (int i = 0; i < 20; i++)
+        add_rec(&rs, "a", acct_of(1), NOW_NS - (20 - i) * MS, NULL);
+    ck_assert_int_eq(sut_deliver(t, &rs, 0, rs.n), LF_DELIVER_PARTIAL);
+    ck_assert_uint_eq(count_verdict(t, rs.n, LF_REC_HOLD), rs.n);
+    int64_t ms = sut_poll(t);
+    ck_assert_int_gt(ms, 0);
+    ck_assert_int_le(ms, 1000);
+    ck_assert_uint_eq(t->f->calls[OP_PUT], 0); /* not due yet */
+
+    /* Due, but throttled, and the core's parking is full: kept. */
+    snprintf(t->f->throttle_account, 16, "%s", acct_of(1));
+    t->f->throttle_left = -1;
+    t->f->throttle_retry_ms = 1600;
+    t->f->refuse_retry = 1;
+    t->f->mono_skew_ns += 1000 * MS;
+    ck_assert_int_ge(sut_poll(t), 0);
+    ck_assert_uint_ge(t->f->settle_calls, 1);
+    ck_assert_uint_eq(t->f->n_settled, 0);
+    ck_assert_uint_eq(S(t)->n_held, 1);
+    ck_assert_uint_eq(counter(t->f, "settle_refused"), rs.n);
+
+    /* Still throttled, the core parks them now: RETRY, with the answer's
+       retry_after, and nothing is held any more. */
+    t->f->refuse_retry = 0;
+    t->f->mono_skew_ns += 1000 * MS;
+    ck_assert_int_eq(sut_poll(t), -1);
+    ck_assert_uint_eq(t->f->n_settled, rs.n);
+    for (size_t i = 0; i < rs.n; i++)
+        ck_assert_uint_eq(t->f->settled[i].verdict, LF_REC_RETRY);
+    ck_assert_uint_eq(t->f->settle_retry_after, 1600);
+    ck_assert_uint_eq(S(t)->n_held, 0);
+    ck_assert_uint_eq(dir_entries(t->f->dir), 0);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_hold_refusal_settled_with_reason)
+{
+    sut *t = sut_make((const kv[]){{"flush_interval", "10s"},
+                                   {"min_request_bytes", "100000"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    for (int i = 0; i < 10; i++)
+        add_rec(&rs, "a", acct_of(1), NOW_NS - (10 - i) * MS,
+                i == 4 ? "poisoned" : NULL);
+    ck_assert_int_eq(sut_deliver(t, &rs, 0, rs.n), LF_DELIVER_PARTIAL);
+    t->f->poison = "poisoned";
+    ck_assert_int_eq(logferry_sink_module()->flush(t->inst), 0);
+    ck_assert_uint_eq(t->f->n_settled, 10);
+    size_t ok = 0;
+    for (size_t i = 0; i < 10; i++) {
+        const struct settled_rec *r = &t->f->settled[i];
+        if (r->verdict == LF_REC_OK) {
+            ok++;
+            continue;
+        }
+        ck_assert_uint_eq(r->verdict, LF_REC_FAIL);
+        ck_assert_uint_eq(r->offset, 4);
+        ck_assert_ptr_nonnull(strstr(r->reason, "InvalidParameterException"));
+    }
+    ck_assert_uint_eq(ok, 9);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_hold_max_streams_sends_oldest)
+{
+    sut *t = sut_make((const kv[]){{"flush_interval", "10s"},
+                                   {"min_request_bytes", "100000"},
+                                   {"max_held_streams", "2"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    for (int i = 0; i < 40; i++) {
+        char ten[16];
+        snprintf(ten, sizeof ten, "t%d", i / 10);
+        add_rec(&rs, ten, acct_of(i / 10), NOW_NS - (40 - i) * MS, NULL);
+    }
+    for (int b = 0; b < 4; b++) {
+        sut_deliver(t, &rs, (size_t)b * 10, 10);
+        ck_assert_uint_eq(count_verdict(t, 10, LF_REC_HOLD), 10);
+        ck_assert_uint_le(S(t)->n_held, 2);
+    }
+    /* t0 and t1 were sent early, oldest first, to make room */
+    ck_assert_uint_eq(t->f->calls[OP_PUT], 2);
+    ck_assert_uint_eq(check_stream(t->f, acct_of(0), "/llm/t0", "chat", "t0"),
+                      10);
+    ck_assert_uint_eq(check_stream(t->f, acct_of(1), "/llm/t1", "chat", "t1"),
+                      10);
+    ck_assert_int_eq(logferry_sink_module()->flush(t->inst), 0);
+    ck_assert_uint_eq(t->f->n_settled, 40);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_hold_readback_bounded)
+{
+    /* 40 streams each hold ~270 KB; one batch makes them all full. Only
+       CWL_READBACK_MAX of files is read back per call; poll() sends the
+       rest. */
+    sut *t = sut_make((const kv[]){{"flush_interval", "10s"},
+                                   {"min_request_bytes", "300000"},
+                                   {NULL, NULL}},
+                      1);
+    recs rs = {0};
+    char *big = malloc(5100);
+    memset(big, 'q', 5000);
+    big[5000] = '\0';
+    int tenants = 40;
+    for (int r = 0; r < 60; r++)
+        for (int tn = 0; tn < tenants; tn++) {
+            char ten[16];
+            snprintf(ten, sizeof ten, "t%d", tn);
+            add_rec(&rs, ten, acct_of(tn), NOW_NS - (60 - r) * MS, big);
+        }
+    free(big);
+    size_t first = 50 * (size_t)tenants;
+    sut_deliver(t, &rs, 0, first);
+    ck_assert_uint_eq(count_verdict(t, first, LF_REC_HOLD), first);
+    ck_assert_uint_eq(S(t)->n_held, (size_t)tenants);
+    sut_deliver(t, &rs, first, rs.n - first);
+    /* streams whose read-back waits keep their new events held too */
+    size_t held2 = count_verdict(t, rs.n - first, LF_REC_HOLD);
+    unsigned sent = t->f->calls[OP_PUT];
+    ck_assert_uint_gt(sent, 0);
+    ck_assert_uint_lt(sent, (unsigned)tenants); /* not all at once */
+    int rounds = 0;
+    while (S(t)->n_held && rounds++ < 100)
+        ck_assert_int_eq(sut_poll(t), S(t)->n_held ? 0 : -1);
+    ck_assert_uint_eq(S(t)->n_held, 0);
+    ck_assert_uint_eq(t->f->n_settled, first + held2);
+    for (size_t i = 0; i < t->f->n_puts; i++)
+        ck_assert_uint_ge(t->f->put_cw[i], 300000);
+    ck_assert_uint_eq(t->f->violations, 0);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
+START_TEST(test_no_hold_without_settle)
+{
+    /* A host without settle gets the old behaviour: nothing held. */
+    sut *t = sut_new((const kv[]){{"flush_interval", "1s"}, {NULL, NULL}});
+    recs rs = {0};
+    for (int i = 0; i < 5; i++)
+        add_rec(&rs, "a", acct_of(1), NOW_NS - (5 - i) * MS, NULL);
+    ck_assert_int_eq(sut_deliver(t, &rs, 0, rs.n), LF_DELIVER_OK);
+    ck_assert_uint_eq(t->f->calls[OP_PUT], 1);
+    ck_assert_int_eq(sut_poll(t), -1);
+    recs_free(&rs);
+    sut_free(t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cwl");
@@ -1905,6 +2311,16 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parallel_streams_bounded);
     tcase_add_test(tc, test_state_bounded_and_credentials_released);
     tcase_add_test(tc, test_config_errors);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hold");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_hold_small_shares_fill_requests);
+    tcase_add_test(tc, test_hold_merge_keeps_order_and_limits);
+    tcase_add_test(tc, test_hold_poll_due_and_retry_refused);
+    tcase_add_test(tc, test_hold_refusal_settled_with_reason);
+    tcase_add_test(tc, test_hold_max_streams_sends_oldest);
+    tcase_add_test(tc, test_hold_readback_bounded);
+    tcase_add_test(tc, test_no_hold_without_settle);
     suite_add_tcase(s, tc);
     tc = tcase_create("emf");
     tcase_add_test(tc, test_emf_schema_cases);
