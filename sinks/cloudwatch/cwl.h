@@ -286,6 +286,7 @@ typedef struct cwl_sink {
     cwl_state state;
     pthread_mutex_t lock;    /* entry fields, reasons, bodies */
     pthread_cond_t group_cv; /* a group finished preparing */
+    int64_t last_send_ns;    /* mono time of the last deliver() */
     uint64_t deliveries;
 
     /* held streams (cwl_hold.c); touched by the calling thread only */

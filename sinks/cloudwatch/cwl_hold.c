@@ -467,7 +467,8 @@ void cwl_hold_tails(cwl_sink *s)
             else
                 fresh++;
         }
-        if (cw >= s->min_req)
+        /* Full by its event count: it cannot grow, send it. */
+        if (cw >= s->min_req || last->end - last->start >= CWL_MAX_EVENTS)
             continue;
         cwl_held *e = d->held;
         if (!e) {

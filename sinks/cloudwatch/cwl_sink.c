@@ -151,8 +151,9 @@ static const lf_conf_key cwl_keys[K_COUNT] = {
                   "CloudWatch metric namespace for format = \"emf\"."},
     [K_FLUSH] = {"flush_interval", LF_CONF_DURATION, 0, "1s", 0, 10000, NULL,
                  "Longest a record is held back to fill a larger request "
-                 "(never over half of spool.max_age); 0 sends every batch "
-                 "at once."},
+                 "(never over half of spool.max_age); with an agent that "
+                 "cannot hold records, how long a small batch waits after "
+                 "the previous send; 0 sends every batch at once."},
     [K_CONCURRENCY] = {"concurrency", LF_CONF_INT, 0, "4", 1, 64, NULL,
                        "Log streams sent to in parallel within one batch."},
     [K_OVERSIZE] = {"oversize", LF_CONF_ENUM, 0, "truncate", 0, 0, oversizes,
@@ -462,12 +463,15 @@ static int cwl_build(const lf_conf_value *v, const lf_host *host, void **out,
         s->bodies[i].max = CWL_BODY_MAX;
     if (cwl_state_init(&s->state, host, (size_t)v[K_STATE_MAX].i) != 0)
         goto oom;
-    /* Holding needs a host that settles and a directory for the files;
-       retention: nothing waits longer than half of spool.max_age. */
-    if (host->max_age_ms > 0 && s->hold_ns > host->max_age_ms / 2 * MS_NS)
+    /* Holding needs a host that settles (and so lends max_age_ms) and a
+       directory for the files; retention: nothing waits longer than
+       half of spool.max_age. */
+    s->hold_on =
+        s->min_req > 0 && LF_HOST_HAS(host, settle) && host->instance_dir;
+    if (s->hold_on && host->max_age_ms > 0 &&
+        s->hold_ns > host->max_age_ms / 2 * MS_NS)
         s->hold_ns = host->max_age_ms / 2 * MS_NS;
-    s->hold_on = s->min_req > 0 && s->hold_ns > 0 &&
-                 LF_HOST_HAS(host, settle) && host->instance_dir;
+    s->hold_on = s->hold_on && s->hold_ns > 0;
     if (s->hold_on) {
         s->n_hslots = 64;
         while (s->n_hslots < 2 * s->max_held)
@@ -822,6 +826,28 @@ oversize:
 
 /* ---- deliver ---------------------------------------------------------- */
 
+/* Without holding (a host that cannot settle), flush_interval keeps its
+ * old meaning: a small batch (the spool is drained) waits so that
+ * trickling records, and records the core offers again after a
+ * throttle, are sent about once per interval, not one by one. */
+static void pace(cwl_sink *s, const lf_batch *b)
+{
+    if (s->hold_on || !s->hold_ns || !s->last_send_ns)
+        return;
+    size_t bytes = 0;
+    for (size_t i = 0; i < b->count; i++)
+        bytes += b->records[i].len;
+    if (b->count >= CWL_BATCH_RECORDS / 2 || bytes >= CWL_BATCH_BYTES / 2)
+        return;
+    int64_t wait = s->last_send_ns + s->hold_ns - s->host->mono_ns(s->host);
+    if (wait <= 0)
+        return;
+    struct timespec ts = {(time_t)(wait / 1000000000LL),
+                          (long)(wait % 1000000000LL)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 /* Floor division: an event at -1 ns is at -1 ms. */
 static int64_t ns_to_ms(int64_t ns)
 {
@@ -1097,7 +1123,10 @@ static lf_deliver_status cwl_deliver(void *inst, lf_batch *b)
     cwl_sink *s = inst;
     if (b->count == 0)
         return LF_DELIVER_OK;
-    return run(s, b, 0);
+    pace(s, b);
+    lf_deliver_status st = run(s, b, 0);
+    s->last_send_ns = s->host->mono_ns(s->host);
+    return st;
 }
 
 /* Send what is due of the held streams (no new records). */
