@@ -17,6 +17,7 @@
 #include "arena.h"
 #include "aws_host.h"
 #include "cursor.h"
+#include "held.h"
 #include "log.h"
 #include "record_decode.h"
 #include "record_json.h"
@@ -47,6 +48,10 @@ typedef struct parked {
  * and the oldest parked records are retried in place. */
 #define PARKED_MAX_BYTES (16u * 1024u * 1024u)
 #define PARKED_MAX_RECORDS 50000u
+
+/* Records a sink holds (LF_REC_HOLD) cost 24 bytes each here; past this
+ * many the runner reads nothing new until the sink settles some. */
+#define HELD_MAX_RECORDS 1000000u
 
 typedef struct seg_state {
     char *name;
@@ -113,6 +118,12 @@ struct sink_runner {
     struct parked *parked;
     size_t n_parked, cap_parked;
     size_t parked_bytes;
+    /* Records the sink holds (LF_REC_HOLD): not offered again and not
+       passed by the cursor until the sink settles them. Owned like the
+       parked records. */
+    held_set held;
+    int can_hold;             /* the sink has poll() and so may hold */
+    int64_t poll_at;          /* mono time the sink asked for its next poll() */
     redact_scratch *rscratch; /* NULL until a rule set needs it */
 
     uint32_t max_records, max_bytes;
@@ -179,6 +190,9 @@ sink_host *sink_runner_host(sink_runner *r)
 
 #define RLOG(r, lvl, ...) log_msg(lvl, (r)->host.prefix, __VA_ARGS__)
 
+static int host_settle(const lf_host *h, const lf_settled *v, size_t n,
+                       const char *reason, uint32_t retry_after_ms);
+
 sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
                              size_t errlen)
 {
@@ -197,6 +211,10 @@ sink_runner *sink_runner_new(sink_conf *sc, const delivery_env *env, char *err,
     }
     if (env->aws)
         aws_host_attach(env->aws, &r->host.pub);
+    r->host.pub.settle = host_settle;
+    r->can_hold = r->conf.ops->struct_size >=
+                      offsetof(lf_sink_ops, poll) + sizeof(r->conf.ops->poll) &&
+                  r->conf.ops->poll;
     r->routes = route_table_ref(env->routes);
     r->host.pub.max_age_ms = env->max_age_ms;
     if (sink_host_set_instance_dir(&r->host, env->state_dir, r->conf.name, err,
@@ -290,6 +308,7 @@ void sink_runner_free(sink_runner *r)
         free(r->parked[i].data);
     }
     free(r->parked);
+    held_clear(&r->held);
     for (int k = 0; k < 2; k++) {
         free(r->slots[k].rec_attempts);
         free(r->slots[k].rec_since);
@@ -804,11 +823,14 @@ static int64_t backoff_delay_ms(sink_runner *r, unsigned attempts,
     return (int64_t)retry_after_ms > ms ? (int64_t)retry_after_ms : ms;
 }
 
-/* Park record i of batch sl. Returns 0, or -1 when the parking is full. */
-static int park(sink_runner *r, const batch_slot *sl, size_t i,
-                uint32_t retry_after_ms)
+/* Park a copy of the record at (segment, offset) with this payload, to be
+ * offered again after its backoff. attempts: refusals before this one;
+ * since: mono time of the first (0: now). Returns 0, or -1 when the
+ * parking is full or memory is short. */
+static int park_copy(sink_runner *r, const char *segment, uint64_t offset,
+                     const uint8_t *payload, size_t len, unsigned attempts,
+                     int64_t since, uint32_t retry_after_ms)
 {
-    const lf_record *rec = &sl->recs[i];
     if (parked_full(r))
         return -1;
     if (r->n_parked == r->cap_parked) {
@@ -820,23 +842,33 @@ static int park(sink_runner *r, const batch_slot *sl, size_t i,
         r->cap_parked = nc;
     }
     parked *p = &r->parked[r->n_parked];
-    p->segment = strdup(rec->pos.segment);
-    p->data = malloc(rec->len ? rec->len : 1);
+    p->segment = strdup(segment);
+    p->data = malloc(len ? len : 1);
     if (!p->segment || !p->data) {
         free(p->segment);
         free(p->data);
         return -1;
     }
-    memcpy(p->data, rec->payload, rec->len);
-    p->len = rec->len;
-    p->offset = rec->pos.offset;
-    p->attempts = sl->rec_attempts[i] + 1;
-    p->since_ns = sl->rec_since[i] ? sl->rec_since[i] : host_mono_ns();
+    memcpy(p->data, payload, len);
+    p->len = len;
+    p->offset = offset;
+    p->attempts = attempts + 1;
+    p->since_ns = since ? since : host_mono_ns();
     p->due_ns = host_mono_ns() +
                 backoff_delay_ms(r, p->attempts, retry_after_ms) * 1000000LL;
-    r->parked_bytes += rec->len;
+    r->parked_bytes += len;
     r->n_parked++;
     return 0;
+}
+
+/* Park record i of batch sl. Returns 0, or -1 when the parking is full. */
+static int park(sink_runner *r, const batch_slot *sl, size_t i,
+                uint32_t retry_after_ms)
+{
+    const lf_record *rec = &sl->recs[i];
+    return park_copy(r, rec->pos.segment, rec->pos.offset, rec->payload,
+                     rec->len, sl->rec_attempts[i], sl->rec_since[i],
+                     retry_after_ms);
 }
 
 static void unpark_at(sink_runner *r, size_t k)
@@ -897,8 +929,9 @@ static int fill_batch(sink_runner *r, int ahead)
         fill_from_parked(r);
     if (r->b->n_recs == r->max_records)
         return 1;
-    if (!ahead && parked_full(r))
-        return 0; /* backpressure: retry what is parked first */
+    if (!ahead && (parked_full(r) || r->held.count >= HELD_MAX_RECORDS))
+        return 0; /* backpressure: retry what is parked first, or let the
+                     sink settle what it holds */
     for (size_t i = 0; i < r->n_segs; i++) {
         seg_state *s = &r->segs[i];
         if (s->complete)
@@ -1034,9 +1067,22 @@ static int deliver_batch(sink_runner *r, batch_slot *sl)
                  n, b.fail_reason ? b.fail_reason : "unspecified");
             return 0;
         case LF_DELIVER_PARTIAL: {
-            size_t keep = 0, ok = 0, failed = 0, parked_now = 0;
+            size_t keep = 0, ok = 0, failed = 0, parked_now = 0, held_now = 0;
             for (size_t i = 0; i < n; i++) {
-                if (sl->verdict[i] == LF_REC_FAIL) {
+                /* Only a sink that can be polled may hold: otherwise
+                   nothing would ever settle the record. */
+                if (sl->verdict[i] == LF_REC_HOLD && !r->can_hold)
+                    sl->verdict[i] = LF_REC_RETRY;
+                if (sl->verdict[i] == LF_REC_HOLD &&
+                    held_add(&r->held, recs[i].pos.segment, recs[i].pos.offset,
+                             sl->rec_since[i], sl->rec_attempts[i]) == 0) {
+                    held_now++;
+                } else if (sl->verdict[i] == LF_REC_HOLD) {
+                    /* No memory to remember it: offer it again. */
+                    sl->rec_attempts[keep] = sl->rec_attempts[i];
+                    sl->rec_since[keep] = sl->rec_since[i];
+                    recs[keep++] = recs[i];
+                } else if (sl->verdict[i] == LF_REC_FAIL) {
                     dead_letter(r, &recs[i], b.fail_reason);
                     failed++;
                 } else if (sl->verdict[i] == LF_REC_RETRY) {
@@ -1060,6 +1106,8 @@ static int deliver_batch(sink_runner *r, batch_slot *sl)
                 }
             }
             sink_host_count(&r->host, "delivered", ok);
+            if (held_now)
+                sink_host_count(&r->host, "held", held_now);
             if (failed)
                 RLOG(r, LF_LOG_WARN,
                      "msg=\"records refused, dead-lettered\" records=%zu "
@@ -1105,6 +1153,108 @@ static int deliver_batch(sink_runner *r, batch_slot *sl)
     return 0;
 }
 
+/* ---- records the sink holds ---------------------------------------- */
+
+/* lf_host.settle: what became of records the sink answered LF_REC_HOLD.
+ * Runs on the thread running the sink's deliver(), poll() or flush(),
+ * which owns the held and parked records then (the ABI's rule). */
+static int host_settle(const lf_host *h, const lf_settled *v, size_t n,
+                       const char *reason, uint32_t retry_after_ms)
+{
+    sink_host *sh = h->priv;
+    sink_runner *r = (sink_runner *)((char *)sh - offsetof(sink_runner, host));
+    /* RETRY ones go to the parking, all of this call's or none: a sink
+       that is told "not now" keeps them all and tries again later. A
+       replay has no parking: the sink keeps them. */
+    size_t n_retry = 0, retry_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].verdict == LF_REC_RETRY) {
+            n_retry++;
+            retry_bytes += v[i].len;
+        }
+    int take_retry =
+        n_retry == 0 ||
+        (!r->env->replay && r->n_parked + n_retry <= PARKED_MAX_RECORDS &&
+         r->parked_bytes + retry_bytes <= PARKED_MAX_BYTES);
+    size_t ok = 0, failed = 0, retried = 0, unknown = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lf_settled *x = &v[i];
+        if (x->verdict == LF_REC_RETRY && !take_retry)
+            continue;
+        if (x->verdict != LF_REC_OK && x->verdict != LF_REC_FAIL &&
+            x->verdict != LF_REC_RETRY) {
+            unknown++; /* still held: a verdict this host does not know */
+            continue;
+        }
+        int64_t since = 0;
+        uint32_t attempts = 0;
+        if (!x->pos.segment ||
+            held_take(&r->held, x->pos.segment, x->pos.offset, &since,
+                      &attempts) != 0) {
+            unknown++; /* settled twice, or never held */
+            continue;
+        }
+        if (x->verdict == LF_REC_OK) {
+            ok++;
+        } else if (x->verdict == LF_REC_FAIL) {
+            lf_record rec = {x->payload, x->len, 0, x->pos, NULL};
+            dead_letter(r, &rec, reason ? reason : "refused by the sink");
+            failed++;
+        } else if (park_copy(r, x->pos.segment, x->pos.offset, x->payload,
+                             x->len, attempts, since, retry_after_ms) == 0) {
+            retried++;
+        } else if (held_add(&r->held, x->pos.segment, x->pos.offset, since,
+                            attempts) != 0) {
+            /* Out of memory twice over: the record is neither parked nor
+               held, so the cursor could pass it. Say so; it is still in
+               the spool for `logferry replay`. */
+            RLOG(r, LF_LOG_ERROR,
+                 "msg=\"out of memory settling a held record, it may not be "
+                 "delivered\" segment=%s offset=%llu",
+                 x->pos.segment, (unsigned long long)x->pos.offset);
+        } else {
+            unknown++; /* held again: the sink is told all or nothing */
+        }
+    }
+    if (ok)
+        sink_host_count(&r->host, "delivered", ok);
+    if (failed) {
+        RLOG(r, LF_LOG_WARN,
+             "msg=\"held records refused, dead-lettered\" records=%zu "
+             "reason=\"%s\"",
+             failed, reason ? reason : "unspecified");
+    }
+    if (retried)
+        sink_host_count(&r->host, "parked", retried);
+    if (unknown)
+        sink_host_count(&r->host, "settle_ignored", unknown);
+    return take_retry ? 0 : -1;
+}
+
+/* Give a sink that holds records its poll() once the time it asked for
+ * has come. Only where no deliver() runs: the runner calls it with the
+ * deliverer idle. */
+static void poll_sink(sink_runner *r)
+{
+    if (!r->can_hold || !r->inst)
+        return;
+    if (r->held.count == 0) {
+        r->poll_at = 0;
+        return;
+    }
+    if (r->poll_at && host_mono_ns() < r->poll_at)
+        return;
+    int64_t ms = r->conf.ops->poll(r->inst);
+    /* "Nothing held" while records are held here: the sink lost track of
+       some. Keep asking at the rescan pace rather than spinning; they
+       settle or are delivered again after a restart. */
+    if (ms < 0)
+        ms = r->held.count ? r->env->rescan_ms : 0;
+    if (ms < 1)
+        ms = 1;
+    r->poll_at = host_mono_ns() + ms * 1000000LL;
+}
+
 /* Record what the batch about to be delivered covers: everything read so
  * far. advance() acknowledges up to this, whatever is read after it. */
 static void mark_sent(sink_runner *r)
@@ -1131,6 +1281,12 @@ static int advance(sink_runner *r)
                 if (r->parked[k].offset < upto)
                     upto = r->parked[k].offset;
             }
+        uint64_t lowest;
+        if (held_lowest(&r->held, s->name, &lowest)) {
+            held = 1;
+            if (lowest < upto)
+                upto = lowest;
+        }
         if (s->acked_off != upto) {
             s->acked_off = upto;
             r->cur_dirty = 1;
@@ -1235,7 +1391,7 @@ static void *runner_main(void *arg)
          r->max_records, r->max_bytes);
     int64_t commit_ns = conf_int(&r->conf.common, SK_CURSOR_COMMIT) * 1000000LL;
     uint64_t gen = 0;
-    int more = 0;
+    int more = 0, undelivered = 0;
     /* A sink that cannot be created yet (a destination down, credentials
        not there yet) is retried with backoff, and its segments are kept
        for it meanwhile: a restart of the destination loses nothing. */
@@ -1261,6 +1417,8 @@ static void *runner_main(void *arg)
         if (!more && r->b->n_recs == 0 && !r->env->replay) {
             int wait_ms = r->env->rescan_ms;
             int64_t due = parked_next_due(r);
+            if (r->can_hold && r->held.count && (!due || r->poll_at < due))
+                due = r->poll_at ? r->poll_at : host_mono_ns();
             if (due) {
                 int64_t left = (due - host_mono_ns()) / 1000000LL + 1;
                 if (left < wait_ms)
@@ -1270,6 +1428,7 @@ static void *runner_main(void *arg)
             if (atomic_load(&r->stop))
                 break;
         }
+        poll_sink(r);
         if (gen != r->seen_gen || r->n_segs == 0)
             sync_segments(r);
         /* An empty batch may still hold arena memory (records skipped by
@@ -1305,8 +1464,10 @@ static void *runner_main(void *arg)
                 rc = deliver_batch(r, r->b);
                 batch_reset(r);
             }
-            if (rc != 0)
+            if (rc != 0) {
+                undelivered = 1;
                 break; /* stopping: the batch stays unacknowledged */
+            }
         } else if (r->env->replay && !more) {
             /* A replay reads what is there when it starts, once. */
             for (size_t i = 0; i < r->n_segs; i++) {
@@ -1330,10 +1491,24 @@ static void *runner_main(void *arg)
     }
     deliverer_stop(r);
     batch_reset(r); /* what was read ahead is not acknowledged */
-    if (r->cur_dirty)
-        commit_cursor(r);
+    /* Flush before the last commit: a sink that holds records sends and
+       settles them now, and the cursor can then move past them. */
     if (r->inst && r->conf.ops->flush && r->conf.ops->flush(r->inst) != 0)
         RLOG(r, LF_LOG_ERROR, "msg=\"flush at shutdown failed\"");
+    if (r->held.count)
+        RLOG(r, LF_LOG_WARN,
+             "msg=\"records still held by the sink at the stop, %s\" "
+             "records=%zu",
+             r->env->replay ? "not delivered by this replay"
+                            : "delivered again at the next start",
+             r->held.count);
+    /* Unless a batch was cut short (its records are not all delivered),
+       everything up to what was last handed over is settled, parked or
+       held, and advance() knows which. */
+    if (!undelivered)
+        advance(r);
+    if (r->cur_dirty)
+        commit_cursor(r);
     RLOG(r, LF_LOG_INFO, "msg=\"stopped\"");
     atomic_store(&r->finished, 1);
     return NULL;

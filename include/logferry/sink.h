@@ -15,12 +15,13 @@
  * encoder, the clock) are lent by the host through lf_host, so a module
  * links against nothing of the agent's.
  *
- * Threading: the agent calls create/deliver/flush/destroy of one instance
- * from one thread at a time, though not always the same thread (with
- * batch_prefetch, deliver() runs on a deliverer thread while another reads
- * the next batch): keep no thread-local state between calls. Different
- * instances may run on different threads concurrently; host services are
- * thread-safe.
+ * Threading: the agent calls create/deliver/poll/flush/destroy of one
+ * instance from one thread at a time, though not always the same thread
+ * (with batch_prefetch, deliver() runs on a deliverer thread while another
+ * reads the next batch): keep no thread-local state between calls.
+ * Different instances may run on different threads concurrently; host
+ * services are thread-safe, except settle(), which belongs to the thread
+ * running the instance's deliver/poll/flush.
  */
 #ifndef LOGFERRY_SINK_H
 #define LOGFERRY_SINK_H
