@@ -300,7 +300,9 @@ typedef struct cwl_sink {
     lf_settled *settled; /* cap_settled each */
     size_t *retry_idx;
     size_t cap_settled;
-    sbuf wbuf; /* one write() per stream */
+    sbuf wbuf;         /* held events' headers, for one pwritev */
+    struct iovec *iov; /* cap_iov */
+    size_t cap_iov;
 
     /* per deliver(): reused between calls */
     lf_batch *batch;
@@ -312,6 +314,8 @@ typedef struct cwl_sink {
     sbuf names; /* NUL-separated destination parts */
     cwl_dest *dests;
     size_t n_dests, cap_dests;
+    uint32_t *work; /* dests with requests, cap_dests of them */
+    size_t n_work;
     uint32_t *dslots; /* open-addressing index into dests */
     size_t n_dslots;
     cwl_event *events;  /* grouped by destination */
@@ -369,8 +373,8 @@ void cwl_hold_free(cwl_sink *s);
  * thread. */
 void cwl_fail_record(cwl_sink *s, uint32_t rec, const char *reason);
 
-/* Deliver the events of destination `i` (cwl_pool_run callback; arg is
- * the cwl_sink): prepare the group if needed, send its requests in
+/* Deliver the events of destination work[i] (cwl_pool_run callback; arg
+ * is the cwl_sink): prepare the group if needed, send its requests in
  * order, and set the verdicts of its records. */
 void cwl_send_dest(void *arg, size_t i);
 

@@ -681,7 +681,7 @@ static void body_give(cwl_sink *s, sbuf *b)
 void cwl_send_dest(void *arg, size_t i)
 {
     cwl_sink *s = arg;
-    cwl_dest *d = &s->dests[i];
+    cwl_dest *d = &s->dests[s->work[i]];
     if (d->ch_n == 0)
         return;
     ctx c = {

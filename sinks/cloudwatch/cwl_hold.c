@@ -42,10 +42,12 @@
 #include "../shared/fdio.h"
 #include "cwl.h"
 
-/* File bytes read back per run: a few streams' worth (a full held stream
- * is ~1.4x min_request_bytes with its payloads), so 50 streams due at once
- * do not put 50 MB in memory; the rest waits for the next call. */
-#define CWL_READBACK_MAX ((uint64_t)6 << 20)
+/* File bytes read back per run: two streams' worth (a full held stream
+ * is ~1.5 MB with its payloads and headers), so 50 streams due at once do
+ * not put 50 MB in memory; the rest waits for the next call. It must
+ * stay above what one batch adds (~1 KB per record: ~1 MB for 1024) or
+ * held streams fall behind and end up sending their shares unmerged. */
+#define CWL_READBACK_MAX ((uint64_t)3 << 20)
 /* A stream whose read-back must wait keeps appending up to this much (as
  * CloudWatch counts); past it its new events are sent on their own. */
 #define CWL_HELD_CAP ((uint64_t)2 * CWL_MAX_REQUEST_BYTES)
@@ -156,9 +158,11 @@ static void rec_source(const cwl_sink *s, uint32_t rec, const char **seg,
 }
 
 /* Append ev[0..n) (batch or read-back events of one destination) to e's
- * file with one write. `since`: when the oldest of them was first held.
- * Returns 0, or -1 with e unchanged (what a failed write left past
- * e->fsize is never read). */
+ * file with one write, copied together in wbuf first (measured: pwritev
+ * from where messages and payloads are costs more in the kernel than the
+ * copy saves). `since`: when the oldest of them was first held. Returns
+ * 0, or -1 with e unchanged (what a failed write left past e->fsize is
+ * never read). */
 static int held_append(cwl_sink *s, cwl_held *e, const cwl_event *ev, size_t n,
                        int64_t since)
 {
@@ -194,9 +198,6 @@ static int held_append(cwl_sink *s, cwl_held *e, const cwl_event *ev, size_t n,
                      s->host->instance_dir, strerror(errno));
         return -1;
     }
-    /* A large buffer is not kept for the next small write. */
-    if (w->cap > ((size_t)4 << 20))
-        sbuf_free(w);
     if (e->n == 0) {
         e->since_ns = since;
         e->min_ts = lo;
@@ -209,6 +210,9 @@ static int held_append(cwl_sink *s, cwl_held *e, const cwl_event *ev, size_t n,
     e->fsize += w->len;
     e->cw_bytes += cw;
     e->n += (uint32_t)n;
+    /* A request's worth (a held tail) is not kept for the next share. */
+    if (w->cap > ((size_t)1 << 20))
+        sbuf_free(w);
     return 0;
 }
 
@@ -253,7 +257,15 @@ static int held_read(cwl_sink *s, size_t di)
     d->read_since_ns = e->since_ns;
     for (uint32_t j = 0; j < e->n; j++) {
         cwl_hold_hdr hd;
+        /* The file is ours and unlinked: a mismatch is a bug, not input,
+           but it must not read past what was read. */
+        if (pos + sizeof hd > e->fsize)
+            goto corrupt;
         memcpy(&hd, m->p + base + pos, sizeof hd);
+        if (pos + sizeof hd + (uint64_t)hd.seg_len + 1 + hd.msg_len +
+                hd.pay_len >
+            e->fsize)
+            goto corrupt;
         uint32_t rec = (uint32_t)s->n_recs++;
         s->hrecs[s->n_hrecs++] = (cwl_hrec){base + pos, (uint32_t)di};
         s->verd[rec] = LF_REC_OK;
@@ -268,6 +280,19 @@ static int held_read(cwl_sink *s, size_t di)
     e->fsize = e->cw_bytes = 0;
     e->n = 0;
     return 0;
+
+corrupt:
+    s->host->log(s->host, LF_LOG_ERROR,
+                 "%u held events do not match their file; they are "
+                 "delivered again after a restart",
+                 (unsigned)e->n);
+    m->len = base;
+    s->n_recs -= s->n_hrecs - d->hr_start;
+    s->n_hrecs = d->hr_start;
+    d->n_read = 0;
+    e->fsize = e->cw_bytes = 0; /* not tried again */
+    e->n = 0;
+    return -1;
 }
 
 /* ---- planning ---------------------------------------------------------- */

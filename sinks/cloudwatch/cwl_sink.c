@@ -34,12 +34,15 @@
 #include "cwl.h"
 
 /* What the core puts in one batch by default. Request size no longer
- * depends on it (small shares are held until they fill a request), so it
- * is small enough for the core's read-ahead (<= 4096 records: two
- * batches in memory) and to keep the agent's memory low (records, their
- * JSON, what is read back and request bodies). */
-#define CWL_BATCH_RECORDS 4096u
-#define CWL_BATCH_BYTES (2u * 1024u * 1024u)
+ * depends on it (small shares are held until they fill a request), while
+ * memory does: the core keeps ~2.6 KB per batched record (two batches
+ * with its read-ahead, on up to 4096 records) and the sink its JSON.
+ * Measured with 50 tenants (docs/BENCHMARKS.md): 4096 records peaked at
+ * 45 MB, 2048 at 33 MB, 1024 at 27 MB; the price is more of a busy
+ * stream's share going through its file (~0.4 us more CPU per record
+ * for one stream). */
+#define CWL_BATCH_RECORDS 1024u
+#define CWL_BATCH_BYTES (512u * 1024u)
 /* The rendered messages of one batch are kept until it is answered. */
 #define CWL_MSGS_MAX ((size_t)1 << 30)
 /* A PutLogEvents body: messages escaped (at most twice their size, as
@@ -171,12 +174,15 @@ static const lf_conf_key cwl_keys[K_COUNT] = {
                       30LL * 24 * 3600 * 1000, NULL,
                       "Forget a destination (and release its credentials) "
                       "after this long unused."},
-    [K_MIN_REQUEST] = {"min_request_bytes", LF_CONF_SIZE, 0, "900KB", 0,
+    [K_MIN_REQUEST] = {"min_request_bytes", LF_CONF_SIZE, 0, "1000000", 0,
                        CWL_MAX_REQUEST_BYTES, NULL,
                        "A stream's events that make less than this "
                        "(as CloudWatch counts: message bytes + 26 each) wait "
                        "in a temporary file in the sink's directory for "
-                       "more, up to flush_interval; 0 never holds."},
+                       "more, up to flush_interval; 0 never holds. The "
+                       "default leaves room for the partial requests a "
+                       "drained backlog ends with, so the mean stays over "
+                       "900 KB."},
     [K_MAX_HELD] = {"max_held_streams", LF_CONF_INT, 0, "256", 1, 65536, NULL,
                     "Streams holding events at once (one open file each); "
                     "past it the one held longest is sent early."},
@@ -214,6 +220,7 @@ static void cwl_destroy(void *inst)
     free(s->bodies);
     free(s->body_busy);
     free(s->dests);
+    free(s->work);
     free(s->dslots);
     free(s->events);
     free(s->events2);
@@ -589,6 +596,10 @@ long cwl_dest_index(cwl_sink *s, const char *key, size_t klen, int is_def)
         if (!nd)
             return -1;
         s->dests = nd;
+        uint32_t *nw = realloc(s->work, c * sizeof *nw);
+        if (!nw)
+            return -1;
+        s->work = nw;
         s->cap_dests = c;
     }
     size_t off = s->keys.len;
@@ -1107,7 +1118,13 @@ static lf_deliver_status run(cwl_sink *s, lf_batch *b, int flush)
     if (s->hold_on)
         cwl_hold_tails(s);
 
-    cwl_pool_run(s->pool, cwl_send_dest, s, s->n_dests);
+    /* Only destinations with requests go to the pool: with holding most
+       have none, and one alone is sent here without waking a thread. */
+    s->n_work = 0;
+    for (size_t d = 0; d < s->n_dests; d++)
+        if (s->dests[d].ch_n)
+            s->work[s->n_work++] = (uint32_t)d;
+    cwl_pool_run(s->pool, cwl_send_dest, s, s->n_work);
     s->deliveries++;
     if (s->hold_on)
         cwl_hold_settle(s);
