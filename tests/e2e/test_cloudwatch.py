@@ -474,6 +474,68 @@ class CloudWatch(CloudWatchBase):
         self.assertLessEqual(dups, 2 * 200)
         self.assertGreater(self.status(a).get("retryable_errors", 0), 0)
 
+    def assert_all_once(self, tenants, recs):
+        """Every record of recs in its tenant's group exactly once."""
+        for t in tenants:
+            ev = self.events(t, self.prefix + "/tenant-%d" % t)
+            ids = [json.loads(m)["record_id"] for _, _, m in ev]
+            self.assertEqual(len(ids), len(set(ids)), "duplicates")
+            self.assertEqual(set(ids), {r["record_id"] for r in recs
+                                        if r["tenant_id"] == "tenant-%d" % t})
+
+    def test_many_tenants_make_large_requests(self):
+        """Small core batches mixing every tenant: each stream's share is
+        held until it fills min_request_bytes, so requests are large,
+        none breaks a limit, and every record arrives once."""
+        tenants = list(range(TENANTS))
+        recs = self.records(tenants, 300)
+        a = self.start_agent(self.sink(batch_max_records=200,
+                                       min_request_bytes="100KB",
+                                       flush_interval="10s"))
+        self.emit(a, recs)
+        a.start()
+        self.wait_settled(a, len(recs))
+        held = self.status(a).get("events_held", 0)
+        self.assertEqual(a.stop(), 0)
+        st = self.assert_no_violation()
+        ple = st["put_log_events"]
+        mean = ple["bytes"] / max(ple["calls"], 1)
+        print("\n%d records, %d tenants, batches of 200: %d PutLogEvents, "
+              "%.0f bytes/request (CloudWatch count), %d events held"
+              % (len(recs), len(tenants), ple["calls"], mean, held),
+              file=sys.stderr)
+        # ~10 records per tenant per batch: unheld, ~7 KB requests.
+        self.assertGreater(held, 0)
+        self.assertGreaterEqual(mean, 50_000)
+        self.assertLessEqual(ple["calls"], 4 * len(tenants))
+        self.assertEqual(self.dead_letters(a), [])
+        self.assert_all_once(tenants, recs)
+
+    def test_kill9_while_held_loses_nothing(self):
+        """Records held (in unlinked files) when the agent is killed with
+        SIGKILL are delivered after the restart; no file is left."""
+        tenants = [0, 1, 2, 3, 4]
+        recs = self.records(tenants, 100)
+        sink = self.sink(min_request_bytes="1MB", flush_interval="10s")
+        a = self.start_agent(sink)
+        self.emit(a, recs)
+        a.start()
+        deadline = time.time() + 60
+        while self.status(a).get("events_held", 0) < len(recs):
+            self.assertLess(time.time(), deadline, self.status(a))
+            time.sleep(0.1)
+        self.assertEqual(self.h.proxy.stats()["put_log_events"]["calls"], 0)
+        inst = os.path.join(a.state, "sinks", "cwl")
+        self.assertEqual([f for f in os.listdir(inst) if "hold" in f], [])
+        a.kill9()
+        self.assertEqual([f for f in os.listdir(inst) if "hold" in f], [])
+        a.start()
+        self.wait_settled(a, len(recs), timeout=120)
+        self.assertEqual(a.stop(), 0)
+        self.assert_no_violation()
+        self.assertEqual(self.dead_letters(a), [])
+        self.assert_all_once(tenants, recs)
+
     def test_emf_passes_the_schema(self):
         import jsonschema
         with open(EMF_SCHEMA) as f:
