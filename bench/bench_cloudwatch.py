@@ -467,16 +467,18 @@ def main():
         print("\nmedian of %d runs:" % args.repeat)
         print("| scenario | batch (records/bytes) | records/s | agent CPU s per 1M "
               "records | records per CPU-s | PutLogEvents/s | mean body B | "
-              "mean CloudWatch size B | peak RSS MB |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "mean CloudWatch size B | requests >= 900 KB | peak RSS MB |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for sc in scenarios:
             rs = [r for r in results if r["scenario"] == sc["name"]]
             med = lambda k: sorted(r[k] for r in rs)[len(rs) // 2]
-            print("| %s | %s | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %.1f |"
-                  % (sc["name"], "default (10000/4MiB)" if not sc["batch"]
+            print("| %s | %s | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f | %.0f%% "
+                  "| %.1f |"
+                  % (sc["name"], "default" if not sc["batch"]
                      else "%d/%s" % sc["batch"], med("records_s"),
                      med("cpu_per_m"), 1e6 / med("cpu_per_m"), med("put_s"),
-                     med("mean_body"), med("mean_cwl"), med("rss")))
+                     med("mean_body"), med("mean_cwl"), 100 * med("ge900k"),
+                     med("rss")))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=str)
