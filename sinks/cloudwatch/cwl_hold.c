@@ -122,12 +122,18 @@ void cwl_hold_free(cwl_sink *s)
             held_drop(s, s->hslots[i]);
 }
 
-/* Whether e should be sent now: held long enough, or holding a request's
- * worth already (its read-back had to wait for the budget). */
+/* Whether e's oldest event has waited long enough: all of it goes. */
+static int held_late(const cwl_sink *s, const cwl_held *e, int64_t now)
+{
+    return e->n && now - e->since_ns >= s->hold_ns;
+}
+
+/* Whether e should be sent now: late, or holding a request's worth
+ * already (its read-back had to wait for the budget). */
 static int held_due(const cwl_sink *s, const cwl_held *e, int64_t now)
 {
-    return e->n && (now - e->since_ns >= s->hold_ns ||
-                    e->cw_bytes >= s->min_req || e->n >= CWL_MAX_EVENTS);
+    return held_late(s, e, now) || e->cw_bytes >= s->min_req ||
+           e->n >= CWL_MAX_EVENTS;
 }
 
 /* ---- writing and reading back ------------------------------------------ */
@@ -408,7 +414,8 @@ int cwl_hold_plan(cwl_sink *s, int flush)
             int64_t hi = e->max_ts > d->max_ts ? e->max_ts : d->max_ts;
             int full = e->cw_bytes + d->cw_bytes >= s->min_req ||
                        e->n + d->ev_n >= CWL_MAX_EVENTS;
-            int due = flush || held_due(s, e, now) || hi - lo > CWL_MAX_SPAN_MS;
+            int due =
+                flush || held_late(s, e, now) || hi - lo > CWL_MAX_SPAN_MS;
             d->plan = full || due ? PLAN_READ : PLAN_APPEND;
             d->keep_tail = (uint8_t)!due;
         } else {
@@ -431,6 +438,8 @@ int cwl_hold_plan(cwl_sink *s, int flush)
                 return -1;
             s->dests[di].held = e;
             s->dests[di].plan = PLAN_READ;
+            /* full but not late: a small last request may wait more */
+            s->dests[di].keep_tail = (uint8_t)(!flush && !held_late(s, e, now));
             e->gen = s->gen;
         }
 
