@@ -37,6 +37,31 @@ static size_t lower_bound(const held_seg *s, uint64_t off)
     return a;
 }
 
+/* lower_bound, searching outwards from s->hint first: settles come in
+ * runs of rising offsets (one destination's records at a time), so the
+ * next is usually close ahead and a gallop touches a few neighbouring
+ * entries instead of a binary search's cache misses over the array. */
+static size_t find_near(const held_seg *s, uint64_t off)
+{
+    size_t h = s->hint;
+    if (h < s->lo || h >= s->n || s->e[h].offset >= off)
+        return lower_bound(s, off);
+    size_t step = 1, prev = h;
+    while (h + step < s->n && s->e[h + step].offset < off) {
+        prev = h + step;
+        step *= 2;
+    }
+    size_t a = prev + 1, b = h + step < s->n ? h + step : s->n;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (s->e[m].offset < off)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a;
+}
+
 /* Skip settled entries at the front, and compact when the dead prefix is
  * most of the array, so memory follows what is still held. */
 static void sweep_front(held_seg *s)
@@ -46,6 +71,7 @@ static void sweep_front(held_seg *s)
     if (s->lo > 64 && s->lo * 2 > s->n) {
         memmove(s->e, s->e + s->lo, (s->n - s->lo) * sizeof *s->e);
         s->n -= s->lo;
+        s->hint = s->hint >= s->lo ? s->hint - s->lo : 0;
         s->lo = 0;
     }
 }
@@ -106,9 +132,10 @@ int held_take(held_set *hs, const char *segment, uint64_t offset,
     held_seg *s = seg_lookup(hs, segment);
     if (!s)
         return -1;
-    size_t at = lower_bound(s, offset);
+    size_t at = find_near(s, offset);
     if (at >= s->n || s->e[at].offset != offset || s->e[at].gone)
         return -1;
+    s->hint = at;
     if (since_ns)
         *since_ns = s->e[at].since_ns;
     if (attempts)

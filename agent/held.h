@@ -30,6 +30,9 @@ typedef struct held_seg {
     held_ent *e;
     size_t lo, n, cap; /* e[lo..n) may still hold live entries */
     size_t live;
+    size_t hint; /* where the last settle was: the next is usually a few
+                    entries on (one destination's records, interleaved
+                    with the others') */
 } held_seg;
 
 typedef struct held_set {

@@ -286,6 +286,8 @@ def run(args, sc, build):
         extra += ' batch_max_records = %d; batch_max_bytes = "%s";' % sc["batch"]
     if args.create_group:
         extra += " create_group = true; retention_days = 30;"
+    if args.sink_extra:
+        extra += " " + args.sink_extra
     with open(conf, "w") as f:
         f.write('log_level = "warn"; state_dir = "%s"; module_dir = "%s/sinks";\n'
                 'spool: { dir = "%s"; };\n'
@@ -440,6 +442,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--flush-interval", default="1s")
     p.add_argument("--create-group", action="store_true")
+    p.add_argument("--sink-extra", default="",
+                   help='more sink settings, e.g. "min_request_bytes = 0;"')
     p.add_argument("--perf", action="store_true")
     p.add_argument("--perf-top", type=int, default=25)
     p.add_argument("--dir", default="/tmp")
