@@ -515,7 +515,12 @@ static int for_each_segment(const char *dir,
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        int pl = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (pl < 0 || (size_t)pl >= sizeof path) {
+            fprintf(stderr, "%s/%s: path too long\n", dir, names[i]);
+            rc = -1;
+            continue;
+        }
         if (fn(path, names[i], ud) != 0)
             rc = -1;
     }

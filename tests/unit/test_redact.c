@@ -588,7 +588,10 @@ static void place(const item *it, int c, char *buf, size_t cap, size_t *a,
     const char *ctx = contexts[c];
     const char *pct = strstr(ctx, "%s");
     size_t head = (size_t)(pct - ctx);
-    snprintf(buf, cap, "%.*s%s%s%s", (int)head, ctx, it->pre, it->pii, pct + 2);
+    /* A cut text would test something else: fail loudly instead. */
+    int n = snprintf(buf, cap, "%.*s%s%s%s", (int)head, ctx, it->pre, it->pii,
+                     pct + 2);
+    ck_assert(n >= 0 && (size_t)n < cap);
     *a = head + strlen(it->pre);
     *b = *a + strlen(it->pii);
 }

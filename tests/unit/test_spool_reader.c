@@ -58,6 +58,7 @@ static uint8_t pay(size_t k, size_t i)
 static void frame_bytes(size_t k, uint32_t len, uint8_t **out, size_t *n)
 {
     uint8_t *f = malloc(SPOOL_FRAME_HDR + len);
+    ck_assert_ptr_nonnull(f);
     for (uint32_t i = 0; i < len; i++)
         f[SPOOL_FRAME_HDR + i] = pay(k, i);
     spool_frame_header_encode(f, f + SPOOL_FRAME_HDR, len);
