@@ -23,10 +23,9 @@ static void seg_drop(held_set *hs, held_seg *s)
     *s = hs->segs[--hs->n_segs];
 }
 
-/* Index of the first entry in [lo, n) with offset >= off. */
-static size_t lower_bound(const held_seg *s, uint64_t off)
+/* Index of the first entry in [a, b) with offset >= off (b if none). */
+static size_t lower_bound(const held_seg *s, size_t a, size_t b, uint64_t off)
 {
-    size_t a = s->lo, b = s->n;
     while (a < b) {
         size_t m = a + (b - a) / 2;
         if (s->e[m].offset < off)
@@ -37,29 +36,22 @@ static size_t lower_bound(const held_seg *s, uint64_t off)
     return a;
 }
 
-/* lower_bound, searching outwards from s->hint first: settles come in
- * runs of rising offsets (one destination's records at a time), so the
- * next is usually close ahead and a gallop touches a few neighbouring
- * entries instead of a binary search's cache misses over the array. */
+/* lower_bound over [lo, n), searching outwards from s->hint first:
+ * settles come in runs of rising offsets (one destination's records at a
+ * time), so the next is usually close ahead and a gallop touches a few
+ * neighbouring entries instead of a binary search's cache misses over the
+ * array. */
 static size_t find_near(const held_seg *s, uint64_t off)
 {
     size_t h = s->hint;
     if (h < s->lo || h >= s->n || s->e[h].offset >= off)
-        return lower_bound(s, off);
+        return lower_bound(s, s->lo, s->n, off);
     size_t step = 1, prev = h;
     while (h + step < s->n && s->e[h + step].offset < off) {
         prev = h + step;
         step *= 2;
     }
-    size_t a = prev + 1, b = h + step < s->n ? h + step : s->n;
-    while (a < b) {
-        size_t m = a + (b - a) / 2;
-        if (s->e[m].offset < off)
-            a = m + 1;
-        else
-            b = m;
-    }
-    return a;
+    return lower_bound(s, prev + 1, h + step < s->n ? h + step : s->n, off);
 }
 
 /* Skip settled entries at the front, and compact when the dead prefix is
@@ -95,7 +87,7 @@ int held_add(held_set *hs, const char *segment, uint64_t offset,
             return -1;
         hs->n_segs++;
     }
-    size_t at = lower_bound(s, offset);
+    size_t at = lower_bound(s, s->lo, s->n, offset);
     if (at < s->n && s->e[at].offset == offset) {
         if (!s->e[at].gone)
             return 0; /* already held */

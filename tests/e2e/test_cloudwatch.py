@@ -274,13 +274,7 @@ class CloudWatch(CloudWatchBase):
         self.h.proxy.clear_faults()  # the storm may outlast the delivery
         self.assertGreater(st["faults_served"].get("throttle", 0), 0)
         self.assertEqual(self.dead_letters(a), [])
-        recs = first + second
-        for t in tenants:
-            ev = self.events(t, self.prefix + "/tenant-%d" % t)
-            ids = [json.loads(m)["record_id"] for _, _, m in ev]
-            self.assertEqual(len(ids), len(set(ids)), "duplicates")
-            self.assertEqual(set(ids), {r["record_id"] for r in recs
-                                        if r["tenant_id"] == "tenant-%d" % t})
+        self.assert_all_once(tenants, first + second)
         during = [n for s, n in st["per_second"]
                   if storm_from <= s <= storm_from + STORM_S]
         calls = sum(during)
